@@ -1,0 +1,66 @@
+import { deadLetterHeaders } from '../../src/dead-letter.js';
+import { Message } from '../../src/message.js';
+import type { Delivery, Source, SourceContext } from '../../src/source.js';
+import type { MemoryBroker, StoredMessage } from './broker.js';
+
+export interface MemorySourceOptions {
+  broker: MemoryBroker;
+  queue: string;
+  /** Unacked deliveries this consumer may hold (the broker-side credit). */
+  prefetch: number;
+  /** Where dead letters go. Default `<queue>.dlq`. */
+  deadLetterQueue: string;
+}
+
+/** The in-memory broker's Source: a direct translation of subscribe/pause/ack/requeue. */
+export class MemorySource implements Source {
+  readonly name: string;
+  #subscription: ReturnType<MemoryBroker['subscribe']> | undefined;
+
+  constructor(private readonly options: MemorySourceOptions) {
+    this.name = `memory:${options.queue}`;
+  }
+
+  async start(context: SourceContext): Promise<void> {
+    const { broker, queue, prefetch } = this.options;
+    this.#subscription = broker.subscribe(queue, prefetch, (stored, tag) => context.dispatch(this.#delivery(stored, tag)));
+    context.report({ type: 'connected', detail: this.name });
+  }
+
+  async pause(): Promise<void> {
+    this.#subscription?.pause();
+  }
+
+  async resume(): Promise<void> {
+    this.#subscription?.resume();
+  }
+
+  async stop(): Promise<void> {
+    this.#subscription?.cancel();
+  }
+
+  async close(): Promise<void> {
+    this.#subscription?.cancel();
+  }
+
+  #delivery(stored: StoredMessage, tag: number): Delivery<StoredMessage> {
+    const { broker, queue, deadLetterQueue } = this.options;
+    const message = new Message<StoredMessage>({
+      body: stored.body,
+      headers: stored.headers,
+      id: stored.id,
+      key: stored.key,
+      source: queue,
+      deliveryAttempt: stored.attempt,
+      redelivered: stored.deliveries > 1,
+      raw: stored,
+    });
+    return {
+      message,
+      ack: async () => broker.ack(queue, tag),
+      retry: async (delayMs, nextAttempt) => broker.retryLater(queue, tag, delayMs, nextAttempt),
+      deadLetter: async (info) => broker.moveTo(queue, tag, deadLetterQueue, deadLetterHeaders(message, info)),
+      giveBack: async () => broker.requeue(queue, tag),
+    };
+  }
+}

@@ -1,0 +1,29 @@
+/** Small helpers shared by the benchmarks: best-of-N timing and markdown tables. */
+
+export async function bestOf(runs: number, fn: () => Promise<number>): Promise<number> {
+  let best = 0;
+  for (let i = 0; i < runs; i++) best = Math.max(best, await fn());
+  return best;
+}
+
+/** Operations per second of one run of `fn` doing `ops` operations. */
+export async function opsPerSecond(ops: number, fn: () => Promise<void>): Promise<number> {
+  const started = performance.now();
+  await fn();
+  return ops / ((performance.now() - started) / 1000);
+}
+
+export function gc(): void {
+  const collect = (globalThis as { gc?: () => void }).gc;
+  if (!collect) throw new Error('run the benchmarks with node --expose-gc (npm run bench does)');
+  collect();
+  collect();
+}
+
+export function table(header: string[], rows: (string | number)[][]): string {
+  const line = (cells: (string | number)[]) => `| ${cells.join(' | ')} |`;
+  return [line(header), line(header.map(() => '---')), ...rows.map(line)].join('\n');
+}
+
+export const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+export const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}×`;

@@ -1,0 +1,51 @@
+import type { Headers, Message } from './message.js';
+
+/** What the runtime tells an adapter when a message goes to the dead-letter path. */
+export interface DeadLetterInfo {
+  error: { name: string; message: string };
+  /** Handler runs spent on the message (its delivery attempt when it failed for the last time). */
+  attempts: number;
+  source: string;
+  reason: 'max-attempts' | 'permanent-error';
+  at: Date;
+}
+
+/** Header names every adapter writes on a dead-lettered message, so tooling can read them on any broker. */
+export const DEAD_LETTER_HEADERS = {
+  error: 'x-sluice-error',
+  errorName: 'x-sluice-error-name',
+  attempts: 'x-sluice-attempts',
+  source: 'x-sluice-source',
+  reason: 'x-sluice-reason',
+  messageId: 'x-sluice-message-id',
+  key: 'x-sluice-key',
+  at: 'x-sluice-dead-lettered-at',
+} as const;
+
+/** The header that carries the attempt count where the broker does not count deliveries itself. */
+export const ATTEMPT_HEADER = 'x-sluice-attempt';
+
+export function deadLetterInfo(error: unknown, attempts: number, source: string, reason: DeadLetterInfo['reason']): DeadLetterInfo {
+  const e = error instanceof Error ? error : new Error(String(error));
+  return { error: { name: e.name, message: e.message }, attempts, source, reason, at: new Date() };
+}
+
+/** The original headers plus the dead-letter facts, as strings (every broker can carry strings). */
+export function deadLetterHeaders(message: Message, info: DeadLetterInfo): Record<string, string> {
+  const headers: Record<string, string> = {};
+  for (const name of Object.keys(message.headers)) {
+    const value = message.header(name);
+    if (value !== undefined) headers[name] = value;
+  }
+  headers[DEAD_LETTER_HEADERS.error] = info.error.message.slice(0, 1024);
+  headers[DEAD_LETTER_HEADERS.errorName] = info.error.name;
+  headers[DEAD_LETTER_HEADERS.attempts] = String(info.attempts);
+  headers[DEAD_LETTER_HEADERS.source] = info.source;
+  headers[DEAD_LETTER_HEADERS.reason] = info.reason;
+  headers[DEAD_LETTER_HEADERS.messageId] = message.id;
+  if (message.key !== undefined) headers[DEAD_LETTER_HEADERS.key] = message.key;
+  headers[DEAD_LETTER_HEADERS.at] = info.at.toISOString();
+  return headers;
+}
+
+export type { Headers };

@@ -1,0 +1,39 @@
+/** Thrown (or rejected) where work was abandoned because its pool closed. */
+export class PoolClosedError extends Error {
+  override readonly name = 'PoolClosedError';
+  constructor(message = 'the worker pool was closed before this task ran') {
+    super(message);
+  }
+}
+
+/** The reason an AbortSignal carries when a handler or task ran past its time limit. */
+export class TaskTimeoutError extends Error {
+  override readonly name = 'TaskTimeoutError';
+  constructor(readonly timeoutMs: number) {
+    super(`timed out after ${timeoutMs} ms`);
+  }
+}
+
+/**
+ * A failure that retrying cannot fix: the runtime sends the message straight to the
+ * dead-letter path instead of spending the remaining attempts.
+ */
+export class PermanentError extends Error {
+  override readonly name: string = 'PermanentError';
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+  }
+}
+
+/** The message body could not be decoded (e.g. not JSON). Permanent: it goes to dead-letter. */
+export class DecodeError extends PermanentError {
+  override readonly name = 'DecodeError';
+}
+
+/** The reason carried by a consumer's signals when it is shutting down. */
+export class ShutdownError extends Error {
+  override readonly name = 'ShutdownError';
+  constructor(message = 'the consumer is shutting down') {
+    super(message);
+  }
+}

@@ -1,0 +1,15 @@
+export { WorkerPool } from './pool/worker-pool.js';
+export type * from './pool/types.js';
+export { Consumer } from './consumer.js';
+export type { ConsumerOptions, OverloadPolicy, Middleware } from './consumer-options.js';
+export type * from './consumer-events.js';
+export type { Handler, HandlerContext } from './handler.js';
+export { Message, type MessageInit, type Headers, type HeaderValue } from './message.js';
+export type { Delivery, DispatchResult, Source, SourceContext, SourceEvent } from './source.js';
+export { retryPolicy, type RetryOptions, type BackoffOptions, type RetryPolicy } from './retry.js';
+export { DEAD_LETTER_HEADERS, ATTEMPT_HEADER, deadLetterHeaders, deadLetterInfo, type DeadLetterInfo } from './dead-letter.js';
+export { DecodeError, PermanentError, PoolClosedError, ShutdownError, TaskTimeoutError } from './errors.js';
+export { TypedEmitter, type Listener } from './emitter.js';
+export { withRetries, abortableDelay, type WithRetriesOptions } from './reconnect.js';
+export { redactUrl, redactText } from './redact.js';
+export * from './ops/index.js';

@@ -1,0 +1,71 @@
+import { DecodeError } from './errors.js';
+
+export type HeaderValue = string | number | boolean | Uint8Array | null | undefined | HeaderValue[] | { [k: string]: HeaderValue };
+export type Headers = Record<string, HeaderValue>;
+
+export interface MessageInit<Raw> {
+  body: Uint8Array;
+  headers?: Headers;
+  /** Stable id used for logs and dedup: message-id, Kafka topic/partition/offset, stream sequence. */
+  id: string;
+  /** Routing key, Kafka key or NATS subject. */
+  key?: string | undefined;
+  /** Where it came from: queue, topic or subject. Used in dead-letter headers and metrics labels. */
+  source: string;
+  /** 1 for the first delivery; counts retries and redeliveries as the broker or our header knows them. */
+  deliveryAttempt?: number;
+  redelivered?: boolean;
+  raw: Raw;
+}
+
+/** The broker-neutral envelope a handler receives. `raw` is the broker's own message. */
+export class Message<Raw = unknown> {
+  readonly body: Uint8Array;
+  readonly headers: Readonly<Headers>;
+  readonly id: string;
+  readonly key: string | undefined;
+  readonly source: string;
+  readonly deliveryAttempt: number;
+  readonly redelivered: boolean;
+  readonly raw: Raw;
+
+  constructor(init: MessageInit<Raw>) {
+    this.body = init.body;
+    this.headers = init.headers ?? {};
+    this.id = init.id;
+    this.key = init.key;
+    this.source = init.source;
+    this.deliveryAttempt = init.deliveryAttempt ?? 1;
+    this.redelivered = init.redelivered ?? this.deliveryAttempt > 1;
+    this.raw = init.raw;
+  }
+
+  /** The body as UTF-8 text; a body that is not valid UTF-8 is a DecodeError (dead-lettered, not retried). */
+  text(): string {
+    try {
+      return new TextDecoder('utf-8', { fatal: true }).decode(this.body);
+    } catch (cause) {
+      throw new DecodeError(`message ${this.id} from ${this.source}: body is not valid UTF-8`, { cause });
+    }
+  }
+
+  /** The body parsed as JSON; invalid JSON is a DecodeError (dead-lettered, not retried). */
+  json<T = unknown>(): T {
+    const text = this.text();
+    try {
+      return JSON.parse(text) as T;
+    } catch (cause) {
+      const preview = text.length > 40 ? `${text.slice(0, 40)}…` : text;
+      throw new DecodeError(`message ${this.id} from ${this.source}: body is not JSON (${JSON.stringify(preview)})`, { cause });
+    }
+  }
+
+  /** A header as a string, whatever bytes or number the broker delivered it as. */
+  header(name: string): string | undefined {
+    const value = this.headers[name] ?? this.headers[name.toLowerCase()];
+    if (value === undefined || value === null) return undefined;
+    if (value instanceof Uint8Array) return Buffer.from(value).toString('utf8');
+    if (Array.isArray(value)) return value.length ? String(value[0]) : undefined;
+    return typeof value === 'object' ? JSON.stringify(value) : String(value);
+  }
+}

@@ -1,0 +1,5 @@
+export { runService, type Service, type ServiceHealth, type ServiceOptions, type ServiceResult } from './service.js';
+export { serveHealth, type HealthServer } from './http.js';
+export { jsonLogger, logConsumer, redactingLogger, silentLogger, errorFields, type Logger } from './logger.js';
+export { prometheusMetrics, type PrometheusMetrics } from './metrics.js';
+export { tracingMiddleware, injectTraceContext, type TracingOptions } from './tracing.js';

@@ -1,0 +1,398 @@
+import { TypedEmitter } from '../emitter.js';
+import { PoolClosedError, TaskTimeoutError } from '../errors.js';
+import { integerOption, numberOption } from '../validate.js';
+import { LinkedQueue, type QueueNode } from './linked-queue.js';
+import type {
+  CloseOptions,
+  CloseResult,
+  PoolEvents,
+  PoolStatus,
+  PoolTask,
+  ResizeOptions,
+  SubmitAwaitResult,
+  SubmitOptions,
+  SubmitResult,
+  WorkerPoolOptions,
+} from './types.js';
+
+interface Job {
+  fn: PoolTask<unknown>;
+  /** Only tasks that can be cut short one by one (caller signal, timeout) get their own controller. */
+  controller: AbortController | undefined;
+  detach: (() => void) | undefined;
+  node: QueueNode<Job> | undefined;
+  resolve: ((value: unknown) => void) | undefined;
+  reject: ((reason: unknown) => void) | undefined;
+  state: 'queued' | 'running' | 'done';
+}
+
+const noop = () => {};
+const OWNER = 'WorkerPool';
+
+/**
+ * A bounded pool: at most `maxConcurrency` tasks run, at most `maxQueueSize` wait, and
+ * anything beyond is answered `overloaded` instead of growing memory. The TypeScript port
+ * of the Elixir WorkerPool (submit / submit_await / status) with resize, close and events.
+ */
+export class WorkerPool extends TypedEmitter<PoolEvents> implements AsyncDisposable {
+  readonly name: string | undefined;
+  #maxConcurrency: number;
+  #maxQueueSize: number;
+  #lowWaterMark: number;
+  #lowWaterMarkSet: boolean;
+  #active = 0;
+  #queue = new LinkedQueue<Job>();
+  #saturated = false;
+  #busy = false;
+  #closed = false;
+  #closing: Promise<CloseResult> | undefined;
+  /** Shared by every task without a controller of its own; aborted by a non-draining close. */
+  #lifetime = new AbortController();
+  /** Jobs with a controller of their own; a non-draining close aborts them one by one (no listener per task on #lifetime). */
+  #linked = new Set<Job>();
+  #completed = 0;
+  #failed = 0;
+  #rejected = 0;
+  #timedOut = 0;
+  #cancelled = 0;
+
+  constructor(options: WorkerPoolOptions) {
+    super();
+    if (options === null || typeof options !== 'object') {
+      throw new TypeError(`${OWNER}: options must be an object with maxConcurrency and maxQueueSize, got ${String(options)}`);
+    }
+    if (options.name !== undefined && typeof options.name !== 'string') {
+      throw new TypeError(`${OWNER}: option "name" must be a string, got ${typeof options.name}`);
+    }
+    this.name = options.name;
+    const owner = this.#owner();
+    this.#maxConcurrency = integerOption(owner, 'maxConcurrency', options.maxConcurrency, { min: 1 });
+    this.#maxQueueSize = integerOption(owner, 'maxQueueSize', options.maxQueueSize, { min: 0 });
+    this.#lowWaterMarkSet = options.lowWaterMark !== undefined;
+    this.#lowWaterMark = this.#checkLowWaterMark(options.lowWaterMark);
+  }
+
+  /** Runs `fn` in a free slot now, or queues it; answers `overloaded` when both are full. Never throws for overload. */
+  submit<T>(fn: PoolTask<T>, options?: SubmitOptions): SubmitResult<T> {
+    if (typeof fn !== 'function') throw new TypeError(`${this.#owner()}: submit() needs a function, got ${typeof fn}`);
+    const signal = options?.signal;
+    if (signal === undefined) return this.#accept(fn, undefined) as SubmitResult<T>;
+    if (signal.aborted) {
+      if (this.#closed) return { ok: false, error: 'closed' };
+      // Accepted and removed before running: it belongs in the books like any other cancelled task.
+      this.#cancelled++;
+      const task = Promise.reject(signal.reason);
+      task.catch(noop);
+      return { ok: true, task };
+    }
+    const controller = new AbortController();
+    const result = this.#accept(fn, controller);
+    if (result.job) this.#link(result.job, signal, () => signal.reason);
+    return result as SubmitResult<T>;
+  }
+
+  /**
+   * Submits and waits at most `timeoutMs` for the result. On timeout a queued task is removed
+   * (it never runs); a running task is signalled and keeps its slot until it really settles.
+   */
+  async submitAwait<T>(fn: PoolTask<T>, timeoutMs = 5000): Promise<SubmitAwaitResult<T>> {
+    if (typeof fn !== 'function') throw new TypeError(`${this.#owner()}: submitAwait() needs a function, got ${typeof fn}`);
+    numberOption(this.#owner(), 'timeoutMs', timeoutMs === Infinity ? 0 : timeoutMs, { min: 0 });
+    const controller = new AbortController();
+    const accepted = this.#accept(fn, controller);
+    if (!accepted.ok) return { ok: false, error: accepted.error };
+    const job = accepted.job!;
+    this.#link(job, undefined, undefined);
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<'timeout'>((resolve) => {
+      if (timeoutMs !== Infinity) timer = setTimeout(() => resolve('timeout'), timeoutMs);
+    });
+    try {
+      const outcome = await Promise.race([
+        accepted.task.then(
+          (value) => ({ ok: true as const, value: value as T }),
+          (cause: unknown) => ({ ok: false as const, error: 'failed' as const, cause }),
+        ),
+        timedOut,
+      ]);
+      if (outcome !== 'timeout') {
+        if (!outcome.ok && outcome.cause instanceof PoolClosedError) return { ok: false, error: 'closed' };
+        return outcome;
+      }
+      this.#timedOut++;
+      const reason = new TaskTimeoutError(timeoutMs);
+      if (job.state === 'queued') this.#cancelQueued(job, reason);
+      else controller.abort(reason);
+      return { ok: false, error: 'timeout' };
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  status(): PoolStatus {
+    return {
+      name: this.name,
+      active: this.#active,
+      pending: this.#queue.size,
+      maxConcurrency: this.#maxConcurrency,
+      maxQueueSize: this.#maxQueueSize,
+      saturated: this.#saturated,
+      closed: this.#closed,
+      completed: this.#completed,
+      failed: this.#failed,
+      rejected: this.#rejected,
+      timedOut: this.#timedOut,
+      cancelled: this.#cancelled,
+    };
+  }
+
+  get active(): number {
+    return this.#active;
+  }
+
+  get pending(): number {
+    return this.#queue.size;
+  }
+
+  /** Places left before `overloaded`: free slots plus free queue places. */
+  get freeCapacity(): number {
+    return Math.max(0, this.#capacity() - this.#active - this.#queue.size);
+  }
+
+  get saturated(): boolean {
+    return this.#saturated;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Resolves when the pool is not saturated (at once if it is not now); rejects if the signal aborts. */
+  whenAvailable(signal?: AbortSignal): Promise<void> {
+    if (!this.#saturated || this.#closed) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      const onAbort = () => {
+        off();
+        reject(signal!.reason);
+      };
+      const off = this.once('available', () => {
+        signal?.removeEventListener('abort', onAbort);
+        resolve();
+      });
+      if (signal) {
+        if (signal.aborted) return onAbort();
+        signal.addEventListener('abort', onAbort, { once: true });
+      }
+    });
+  }
+
+  /** Changes the limits at runtime. Growing starts queued work at once; shrinking lets running work finish. */
+  resize(options: ResizeOptions): PoolStatus {
+    const owner = this.#owner();
+    if (options === null || typeof options !== 'object') throw new TypeError(`${owner}: resize() needs an object with maxConcurrency, maxQueueSize or lowWaterMark, got ${String(options)}`);
+    const maxConcurrency = integerOption(owner, 'maxConcurrency', options.maxConcurrency, { min: 1, fallback: this.#maxConcurrency });
+    const maxQueueSize = integerOption(owner, 'maxQueueSize', options.maxQueueSize, { min: 0, fallback: this.#maxQueueSize });
+    const previous = [this.#maxConcurrency, this.#maxQueueSize] as const;
+    this.#maxConcurrency = maxConcurrency;
+    this.#maxQueueSize = maxQueueSize;
+    try {
+      this.#lowWaterMark = this.#checkLowWaterMark(options.lowWaterMark ?? (this.#lowWaterMarkSet ? this.#lowWaterMark : undefined));
+    } catch (error) {
+      [this.#maxConcurrency, this.#maxQueueSize] = previous;
+      throw error;
+    }
+    // Only once the value is accepted: a refused lowWaterMark must not pin the default.
+    if (options.lowWaterMark !== undefined) this.#lowWaterMarkSet = true;
+    this.#dispatch();
+    this.#checkLevels();
+    return this.status();
+  }
+
+  /**
+   * Stops accepting work. With `drain` (default) waits for running and queued work; after
+   * `timeoutMs` (or at once without drain) cancels queued work and signals running work.
+   */
+  close(options: CloseOptions = {}): Promise<CloseResult> {
+    // Bad options are refused before anything changes: the pool can still be closed properly.
+    if (options.timeoutMs !== undefined && this.#closing === undefined) {
+      try {
+        numberOption(this.#owner(), 'timeoutMs', options.timeoutMs, { min: 0 });
+      } catch (error) {
+        return Promise.reject(error);
+      }
+    }
+    this.#closed = true;
+    this.#closing ??= this.#close(options.drain ?? true, options.timeoutMs);
+    return this.#closing;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  // --- internals -------------------------------------------------------------------------
+
+  #accept(fn: PoolTask<unknown>, controller: AbortController | undefined):
+    | { ok: true; task: Promise<unknown>; job: Job | undefined }
+    | { ok: false; error: 'overloaded' | 'closed'; job?: undefined } {
+    if (this.#closed) return { ok: false, error: 'closed' };
+    if (this.#active < this.#maxConcurrency && this.#queue.size === 0) {
+      const job: Job = { fn, controller, detach: undefined, node: undefined, resolve: undefined, reject: undefined, state: 'running' };
+      const task = this.#run(job);
+      this.#checkLevels();
+      return { ok: true, task, job };
+    }
+    if (this.#queue.size >= this.#maxQueueSize) {
+      this.#rejected++;
+      this.#checkLevels();
+      return { ok: false, error: 'overloaded' };
+    }
+    const job: Job = { fn, controller, detach: undefined, node: undefined, resolve: undefined, reject: undefined, state: 'queued' };
+    const task = new Promise<unknown>((resolve, reject) => {
+      job.resolve = resolve;
+      job.reject = reject;
+    });
+    // Nobody has to await a task: mark it handled; an awaiting caller still sees the rejection.
+    task.catch(noop);
+    job.node = this.#queue.push(job);
+    this.#checkLevels();
+    return { ok: true, task, job };
+  }
+
+  /** Starts a job; the returned promise settles with fn's outcome after the slot is released. */
+  #run(job: Job): Promise<unknown> {
+    job.state = 'running';
+    this.#active++;
+    let result: Promise<unknown>;
+    try {
+      result = Promise.resolve(job.fn(job.controller?.signal ?? this.#lifetime.signal));
+    } catch (error) {
+      result = Promise.reject(error);
+    }
+    // Registered first, so the slot is free before any caller's continuation runs.
+    result.then(
+      (value) => {
+        this.#completed++;
+        this.#release(job);
+        job.resolve?.(value);
+      },
+      (error: unknown) => {
+        this.#failed++;
+        this.#release(job);
+        job.reject?.(error);
+      },
+    );
+    return result;
+  }
+
+  #release(job: Job): void {
+    job.state = 'done';
+    job.detach?.();
+    this.#active--;
+    this.#dispatch();
+    this.#checkLevels();
+  }
+
+  #dispatch(): void {
+    while (this.#active < this.#maxConcurrency && this.#queue.size > 0) {
+      this.#run(this.#queue.shift()!);
+    }
+  }
+
+  /** Ties a job's own controller to the caller's signal; the pool's close reaches it through #linked. */
+  #link(job: Job, signal: AbortSignal | undefined, reason: (() => unknown) | undefined): void {
+    if (job.state === 'done') return;
+    const controller = job.controller!;
+    this.#linked.add(job);
+    const onCallerAbort = () => {
+      if (job.state === 'queued') this.#cancelQueued(job, reason!());
+      else controller.abort(reason!());
+    };
+    signal?.addEventListener('abort', onCallerAbort, { once: true });
+    job.detach = () => {
+      this.#linked.delete(job);
+      signal?.removeEventListener('abort', onCallerAbort);
+    };
+    // A job that ran at once called fn inside #accept, before this link: an abort fn caused then was missed.
+    if (signal?.aborted) onCallerAbort();
+  }
+
+  #cancelQueued(job: Job, reason: unknown): void {
+    if (job.state !== 'queued' || !job.node || !this.#queue.remove(job.node)) return;
+    job.state = 'done';
+    job.detach?.();
+    this.#cancelled++;
+    job.reject?.(reason);
+    this.#checkLevels();
+  }
+
+  #checkLevels(): void {
+    const used = this.#active + this.#queue.size;
+    if (!this.#saturated) {
+      if (used >= this.#capacity()) {
+        this.#saturated = true;
+        this.emit('saturated', this.status());
+      }
+    } else if (used <= this.#lowWaterMark || this.#closed) {
+      this.#saturated = false;
+      this.emit('available', this.status());
+    }
+    if (used > 0) this.#busy = true;
+    else if (this.#busy) {
+      this.#busy = false;
+      this.emit('idle', this.status());
+    }
+  }
+
+  async #close(drain: boolean, timeoutMs: number | undefined): Promise<CloseResult> {
+    this.#checkLevels(); // wakes whenAvailable() waiters: a closed pool has nothing to wait for
+    if (drain && (await this.#idleWithin(timeoutMs))) return { drained: true, cancelled: 0, stillRunning: 0 };
+    const reason = new PoolClosedError();
+    let cancelled = 0;
+    for (const job of this.#queue.drain()) {
+      job.state = 'done';
+      job.detach?.();
+      job.reject?.(reason);
+      cancelled++;
+    }
+    this.#cancelled += cancelled;
+    const signalled = this.#active;
+    this.#lifetime.abort(reason);
+    for (const job of [...this.#linked]) job.controller!.abort(reason);
+    this.#checkLevels();
+    if (!drain) await this.#idleWithin(timeoutMs);
+    return { drained: cancelled === 0 && signalled === 0, cancelled, stillRunning: this.#active };
+  }
+
+  /** True once nothing runs or waits; false if `timeoutMs` passes first. */
+  #idleWithin(timeoutMs: number | undefined): Promise<boolean> {
+    if (this.#active + this.#queue.size === 0) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      let timer: NodeJS.Timeout | undefined;
+      const off = this.once('idle', () => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+      if (timeoutMs !== undefined) {
+        timer = setTimeout(() => {
+          off();
+          resolve(false);
+        }, timeoutMs);
+      }
+    });
+  }
+
+  #capacity(): number {
+    return this.#maxConcurrency + this.#maxQueueSize;
+  }
+
+  #checkLowWaterMark(value: number | undefined): number {
+    const capacity = this.#capacity();
+    if (value === undefined) return Math.floor(capacity / 2);
+    return integerOption(this.#owner(), 'lowWaterMark', value, { min: 0, max: capacity - 1 });
+  }
+
+  #owner(): string {
+    return this.name ? `WorkerPool "${this.name}"` : OWNER;
+  }
+}

@@ -1,0 +1,9 @@
+/** A broker URL fit for logs and error messages: the password is replaced by `***`. */
+export function redactUrl(url: string): string {
+  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/)([^:@/\s]*):([^@/\s]*)@/i, (_m, scheme: string, user: string) => `${scheme}${user}:***@`);
+}
+
+/** Redacts every URL-with-credentials inside a longer text (an error message, a log line). */
+export function redactText(text: string): string {
+  return text.replace(/([a-z][a-z0-9+.-]*:\/\/)([^:@/\s]*):([^@/\s]*)@/gi, (_m, scheme: string, user: string) => `${scheme}${user}:***@`);
+}

@@ -1,0 +1,53 @@
+/**
+ * Reports a stall: messages in flight but nothing completed for `timeoutMs`. The classic
+ * silent failure of consumers (a hung downstream, a lost ack) becomes an event.
+ */
+export class StallWatchdog {
+  #timer: NodeJS.Timeout | undefined;
+  #lastProgress = performance.now();
+  #stalledAt: number | undefined;
+
+  constructor(
+    private readonly timeoutMs: number,
+    private readonly inFlight: () => number,
+    private readonly on: {
+      stalled: (e: { inFlight: number; sinceMs: number }) => void;
+      unstalled: (e: { stalledMs: number }) => void;
+    },
+  ) {}
+
+  get stalled(): boolean {
+    return this.#stalledAt !== undefined;
+  }
+
+  start(): void {
+    if (this.timeoutMs === 0 || this.#timer) return;
+    this.#lastProgress = performance.now();
+    this.#timer = setInterval(() => this.check(), Math.max(10, Math.min(this.timeoutMs / 2, 5000)));
+    this.#timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+  }
+
+  progress(): void {
+    this.#lastProgress = performance.now();
+    if (this.#stalledAt !== undefined) {
+      const stalledMs = performance.now() - this.#stalledAt;
+      this.#stalledAt = undefined;
+      this.on.unstalled({ stalledMs });
+    }
+  }
+
+  check(now = performance.now()): void {
+    const inFlight = this.inFlight();
+    if (this.#stalledAt !== undefined || inFlight === 0) return;
+    const sinceMs = now - this.#lastProgress;
+    if (sinceMs >= this.timeoutMs) {
+      this.#stalledAt = now;
+      this.on.stalled({ inFlight, sinceMs });
+    }
+  }
+}
