@@ -1,0 +1,19 @@
+import type { ConsumeMessage } from 'amqplib';
+import { Consumer } from '../../src/consumer.js';
+import { resolveRabbitOptions, type RabbitConsumerOptions } from './options.js';
+import { RabbitSource } from './source.js';
+
+export type { RabbitConsumerOptions, QueueDeclaration, DeadLetterTarget, RecoveryOptions } from './options.js';
+export { rabbitPublisher, type RabbitPublisher, type RabbitPublisherOptions, type RabbitPublishOptions } from './publisher.js';
+export { RabbitSource } from './source.js';
+export { ChannelLostError } from './session.js';
+export { UnroutableError } from './confirm.js';
+export type { ConsumeMessage };
+
+/**
+ * A consumer of one RabbitMQ queue through a bounded pool. Several consumers may share one
+ * WorkerPool: that is one concurrency limit over many queues.
+ */
+export function rabbitConsumer(options: RabbitConsumerOptions): Consumer<ConsumeMessage> {
+  return new Consumer(new RabbitSource(resolveRabbitOptions(options)), options);
+}

@@ -1,0 +1,113 @@
+import type { ChannelModel, ConsumeMessage, Options } from 'amqplib';
+import type { ConsumerOptions } from '../../src/consumer-options.js';
+import { WorkerPool } from '../../src/pool/worker-pool.js';
+import { retryPolicy, type BackoffOptions, type RetryPolicy } from '../../src/retry.js';
+import { integerOption, objectOption, oneOfOption, stringOption } from '../../src/validate.js';
+import { redactUrl } from '../../src/redact.js';
+
+/** How the consumer declares its queue. Omitted: the queue must already exist (checked at start). */
+export interface QueueDeclaration {
+  /** Default true. */
+  durable?: boolean;
+  /** Default 'classic'. Quorum queues count deliveries in `x-delivery-count` and cap prefetch at 2000. */
+  type?: 'classic' | 'quorum';
+  /** Extra `x-` arguments, e.g. `{ 'x-max-length': 100000 }`. */
+  arguments?: Record<string, unknown>;
+  /** Bindings to create; the exchange is asserted with `exchangeType` (default 'topic'). */
+  bindings?: { exchange: string; routingKey?: string; exchangeType?: string }[];
+}
+
+/** Where dead letters go: a queue (declared durable by the consumer) or an exchange (must exist). */
+export type DeadLetterTarget = { queue: string } | { exchange: string; routingKey?: string };
+
+export interface RecoveryOptions {
+  /** Connection attempts at start before `start()` rejects. Default 5. */
+  startAttempts?: number;
+  /** Backoff between attempts, at start and while recovering. Default 100 ms growing to 10 s. */
+  backoff?: BackoffOptions;
+}
+
+export interface RabbitConsumerOptions extends ConsumerOptions<ConsumeMessage> {
+  /** `amqp://user:pass@host:5672/vhost`, or amqplib's connect object. One of `url` / `connection`. */
+  url?: string | Options.Connect;
+  /** amqplib socket options: TLS (`cert`, `key`, `ca`), timeouts, `clientProperties`. */
+  socketOptions?: Record<string, unknown>;
+  /**
+   * An amqplib connection you own. sluice recovers its channels but cannot reconnect it; pass a
+   * connection made with amqplib's `recovery` option if it should survive a lost connection.
+   */
+  connection?: ChannelModel;
+  queue: string;
+  declare?: QueueDeclaration;
+  /** Unacked deliveries the broker may push to this consumer. Default: the pool's capacity (maxConcurrency + maxQueueSize). */
+  prefetch?: number;
+  /** Default `{ queue: '<queue>.dlq' }`. */
+  deadLetter?: DeadLetterTarget;
+  recovery?: RecoveryOptions;
+}
+
+export interface ResolvedRabbitOptions {
+  url: string | Options.Connect | undefined;
+  socketOptions: Record<string, unknown> | undefined;
+  connection: ChannelModel | undefined;
+  queue: string;
+  declare: QueueDeclaration | undefined;
+  prefetch: number;
+  deadLetter: DeadLetterTarget;
+  startAttempts: number;
+  backoff: RetryPolicy;
+  /** The broker address for errors and events, password removed. */
+  where: string;
+}
+
+export function resolveRabbitOptions(options: RabbitConsumerOptions): ResolvedRabbitOptions {
+  const owner = `rabbitConsumer(${JSON.stringify(options?.queue)})`;
+  objectOption('rabbitConsumer', 'options', options);
+  const queue = stringOption(owner, 'queue', options.queue);
+  if ((options.url === undefined) === (options.connection === undefined)) {
+    throw new TypeError(`${owner}: give exactly one of option "url" or option "connection"`);
+  }
+  if (options.url !== undefined && typeof options.url !== 'string') objectOption(owner, 'url', options.url);
+  if (options.connection !== undefined && typeof (options.connection as { createChannel?: unknown }).createChannel !== 'function') {
+    throw new TypeError(`${owner}: option "connection" must be an amqplib connection (from amqplib's connect())`);
+  }
+  const declare = options.declare === undefined ? undefined : (objectOption(owner, 'declare', options.declare) as QueueDeclaration);
+  if (declare?.type !== undefined) oneOfOption(owner, 'declare.type', declare.type, ['classic', 'quorum'] as const);
+  const deadLetter = resolveDeadLetter(owner, options.deadLetter, queue);
+  const recovery = options.recovery === undefined ? {} : objectOption(owner, 'recovery', options.recovery);
+  const pool = options.pool instanceof WorkerPool ? options.pool.status() : options.pool;
+  const capacity = (pool?.maxConcurrency ?? 1) + (pool?.maxQueueSize ?? 0);
+  const maxPrefetch = declare?.type === 'quorum' ? 2000 : 65535;
+  return {
+    url: options.url,
+    socketOptions: options.socketOptions,
+    connection: options.connection,
+    queue,
+    declare,
+    prefetch: integerOption(owner, 'prefetch', options.prefetch, { min: 1, max: maxPrefetch, fallback: Math.min(maxPrefetch, Math.max(1, capacity)) }),
+    deadLetter,
+    startAttempts: integerOption(owner, 'recovery.startAttempts', recovery.startAttempts, { min: 1, fallback: 5 }),
+    backoff: retryPolicy(
+      { maxAttempts: Number.MAX_SAFE_INTEGER, backoff: { initialMs: 100, maxMs: 10_000, ...(recovery.backoff as BackoffOptions) } },
+      `${owner} recovery`,
+    ),
+    where: describeAddress(options.url),
+  };
+}
+
+function resolveDeadLetter(owner: string, value: unknown, queue: string): DeadLetterTarget {
+  if (value === undefined) return { queue: `${queue}.dlq` };
+  const o = objectOption(owner, 'deadLetter', value);
+  if ('queue' in o) return { queue: stringOption(owner, 'deadLetter.queue', o.queue) };
+  if ('exchange' in o) {
+    const exchange = o.exchange === '' ? '' : stringOption(owner, 'deadLetter.exchange', o.exchange);
+    return { exchange, routingKey: o.routingKey === undefined ? undefined : String(o.routingKey) };
+  }
+  throw new TypeError(`${owner}: option "deadLetter" must be { queue } or { exchange, routingKey? }`);
+}
+
+function describeAddress(url: string | Options.Connect | undefined): string {
+  if (url === undefined) return 'the given connection';
+  if (typeof url === 'string') return redactUrl(url);
+  return `${url.protocol ?? 'amqp'}://${url.hostname ?? 'localhost'}:${url.port ?? 5672}${url.vhost ? `/${url.vhost}` : ''}`;
+}
