@@ -1,0 +1,82 @@
+import { deadLetterHeaders, type DeadLetterInfo } from '../../src/dead-letter.js';
+import { Message, type Headers } from '../../src/message.js';
+import type { Delivery } from '../../src/source.js';
+import type { KafkaRecord } from './options.js';
+import type { PartitionState, Work } from './partition.js';
+import { MESSAGE_ID_HEADER } from './publisher.js';
+
+/** What a delivery asks of its source; every hook ignores work of a revoked assignment. */
+export interface DeliveryHooks {
+  /** Acked, or dead-lettered and confirmed: the offset is done and the key's next message may go. */
+  finished(state: PartitionState, work: Work): void;
+  /** Hand the same message to the runtime again after `delayMs` as attempt `nextAttempt`; its offset stays open. */
+  retry(state: PartitionState, work: Work, delayMs: number, nextAttempt: number): void;
+  /** Not processed after it was accepted (shutdown, a closed pool): keep its offset open, re-dispatch if still running. */
+  givenBack(state: PartitionState, work: Work): void;
+  /** Produce to the dead-letter topic and wait for all in-sync replicas. */
+  publishDeadLetter(topic: string, message: { key: Buffer | null; value: Buffer | null; headers: Record<string, string> }): Promise<void>;
+  deadLetterTopic(topic: string): string;
+}
+
+/** Set while `context.dispatch` runs: a give-back then is the runtime refusing it, which the caller handles. */
+export interface DispatchHandle {
+  dispatching: boolean;
+}
+
+/** Headers naming where a dead letter came from, besides the `x-sluice-*` set every broker writes. */
+export const ORIGIN_HEADERS = { topic: 'x-sluice-original-topic', partition: 'x-sluice-original-partition', offset: 'x-sluice-original-offset' } as const;
+
+const EMPTY = new Uint8Array(0);
+
+/** After a failed dead-letter produce, the message is handed to the pool again this much later (same attempt). */
+export const DEAD_LETTER_RETRY_MS = 1000;
+
+function headerText(value: unknown): string | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (Buffer.isBuffer(value)) return value.toString('utf8');
+  if (Array.isArray(value)) return headerText(value[0]);
+  return String(value);
+}
+
+export function toMessage(work: Work): Message<KafkaRecord> {
+  const { topic, partition, message } = work.record;
+  const headers = (message.headers ?? {}) as Headers;
+  return new Message({
+    body: message.value ?? EMPTY,
+    headers,
+    // Kafka messages have no id; a `message-id` header (kafkaPublisher's `id`) wins, else the position, which is stable across redeliveries.
+    id: headerText(headers[MESSAGE_ID_HEADER]) ?? `${topic}/${partition}/${message.offset}`,
+    key: message.key === null || message.key === undefined ? undefined : message.key.toString('utf8'),
+    source: topic,
+    deliveryAttempt: work.attempt,
+    redelivered: work.attempt > 1,
+    raw: work.record,
+  });
+}
+
+export function kafkaDelivery(state: PartitionState, work: Work, handle: DispatchHandle, hooks: DeliveryHooks): Delivery<KafkaRecord> {
+  const message = toMessage(work);
+  return {
+    message,
+    ack: async () => hooks.finished(state, work),
+    retry: async (delayMs, nextAttempt) => hooks.retry(state, work, delayMs, nextAttempt),
+    deadLetter: async (info: DeadLetterInfo) => {
+      const { topic, partition, message: raw } = work.record;
+      const headers = deadLetterHeaders(message, info);
+      headers[ORIGIN_HEADERS.topic] = topic;
+      headers[ORIGIN_HEADERS.partition] = String(partition);
+      headers[ORIGIN_HEADERS.offset] = raw.offset;
+      try {
+        await hooks.publishDeadLetter(hooks.deadLetterTopic(topic), { key: raw.key ?? null, value: raw.value ?? null, headers });
+      } catch (error) {
+        // Not dead-lettered, so not done: run it again later rather than block its key's lane for good.
+        hooks.retry(state, work, DEAD_LETTER_RETRY_MS, work.attempt);
+        throw error;
+      }
+      hooks.finished(state, work);
+    },
+    giveBack: async () => {
+      if (!handle.dispatching) hooks.givenBack(state, work);
+    },
+  };
+}

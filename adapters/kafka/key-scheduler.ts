@@ -1,0 +1,67 @@
+import { LinkedQueue } from '../../src/pool/linked-queue.js';
+
+/**
+ * Per-key FIFO lanes: only the head of a lane is handed to the pool; followers of the same key
+ * wait here, in order, until the head is finished for good (acked or dead-lettered). A lane is
+ * "busy" from `begin` until `next` finds it empty. Pure: no client, no timers.
+ */
+export class KeyScheduler<T> {
+  #lanes = new Map<string, LinkedQueue<T>>();
+  #queued = 0;
+
+  /** Followers waiting behind a busy head, over all lanes. */
+  get queued(): number {
+    return this.#queued;
+  }
+
+  /** Lanes whose head is out (running, retrying or waiting for room). */
+  get busyLanes(): number {
+    return this.#lanes.size;
+  }
+
+  busy(key: string): boolean {
+    return this.#lanes.has(key);
+  }
+
+  /** The caller hands an item of a free lane to the pool: the lane becomes busy. */
+  begin(key: string): void {
+    if (this.#lanes.has(key)) throw new Error(`lane ${JSON.stringify(key)} is already busy`);
+    this.#lanes.set(key, new LinkedQueue<T>());
+  }
+
+  /** Undoes `begin` when the item could not be handed over (it has no followers yet). */
+  cancel(key: string): void {
+    const lane = this.#lanes.get(key);
+    if (lane === undefined || lane.size > 0) throw new Error(`lane ${JSON.stringify(key)} cannot be cancelled: ${lane ? 'it has followers' : 'it is not busy'}`);
+    this.#lanes.delete(key);
+  }
+
+  /** Queues an item behind the busy head of its lane. */
+  enqueue(key: string, item: T): void {
+    const lane = this.#lanes.get(key);
+    if (lane === undefined) throw new Error(`lane ${JSON.stringify(key)} is not busy: hand the item over with begin()`);
+    lane.push(item);
+    this.#queued++;
+  }
+
+  /** The head of `key` is finished: returns its next item (the new head; the lane stays busy), or undefined and frees the lane. */
+  next(key: string): T | undefined {
+    const lane = this.#lanes.get(key);
+    if (lane === undefined) return undefined;
+    const item = lane.shift();
+    if (item === undefined) {
+      this.#lanes.delete(key);
+      return undefined;
+    }
+    this.#queued--;
+    return item;
+  }
+
+  /** Forgets everything (a revoked partition); returns how many followers were dropped. */
+  clear(): number {
+    const dropped = this.#queued;
+    this.#lanes.clear();
+    this.#queued = 0;
+    return dropped;
+  }
+}

@@ -1,0 +1,54 @@
+import { KeyScheduler } from './key-scheduler.js';
+import { OffsetTracker } from './offset-tracker.js';
+import type { KafkaRecord } from './options.js';
+
+/** Why a partition is paused; it fetches again only when no reason is left. */
+export type PauseReason = 'source' | 'overload' | 'held' | 'stopped';
+
+/** One message on its way through the adapter. */
+export interface Work {
+  record: KafkaRecord;
+  offset: number;
+  /** Its ordering lane (key, or '' for the whole partition); undefined = unordered. */
+  lane: string | undefined;
+  attempt: number;
+}
+
+/**
+ * What the adapter knows about one assigned partition. A new object per assignment: a state
+ * that was revoked stays revoked, so work from an older assignment can never mark or commit
+ * anything of a newer one (the assignment epoch is the object's identity).
+ */
+export class PartitionState {
+  readonly id: string;
+  readonly tracker = new OffsetTracker();
+  readonly lanes = new KeyScheduler<Work>();
+  readonly reasons = new Set<PauseReason>();
+  /** What kafkajs was last told (it keeps pause state across rebalances, so we re-apply it on every join). */
+  pausedInClient = false;
+  /** Held outside the pool besides lane followers: retries waiting out their backoff, messages waiting for room. */
+  waiting = 0;
+  revoked = false;
+  readonly retryTimers = new Set<NodeJS.Timeout>();
+
+  constructor(
+    readonly topic: string,
+    readonly partition: number,
+  ) {
+    this.id = partitionId(topic, partition);
+  }
+
+  /** Messages of this partition held by the adapter outside the pool. */
+  get held(): number {
+    return this.lanes.queued + this.waiting;
+  }
+
+  revoke(): void {
+    this.revoked = true;
+    for (const timer of this.retryTimers) clearTimeout(timer);
+    this.retryTimers.clear();
+    this.lanes.clear();
+  }
+}
+
+export const partitionId = (topic: string, partition: number) => `${topic}\u0000${partition}`;
