@@ -12,6 +12,9 @@ export interface JetStreamScope {
   settled(msg: JsMsg): void;
 }
 
+/** After a failed dead-letter publish, the server delivers the message again this much later. */
+export const DEAD_LETTER_RETRY_MS = 1000;
+
 /** JetStream's translation of the four outcomes. One object per message, no closures. */
 export class JetStreamDelivery implements Delivery<JsMsg> {
   readonly message: Message<JsMsg>;
@@ -57,10 +60,17 @@ export class JetStreamDelivery implements Delivery<JsMsg> {
     // A dead-letter id of its own: the original's Nats-Msg-Id would be deduplicated against the original.
     delete headers['Nats-Msg-Id'];
     // Waits for the stream's PubAck: only a stored dead letter lets the original be termed.
-    await this.scope.js.publish(this.scope.deadLetterSubject, this.msg.data, {
-      headers: toNatsHeaders(headers),
-      msgID: `dlq:${this.msg.info.stream}:${this.msg.info.streamSequence}`,
-    });
+    try {
+      await this.scope.js.publish(this.scope.deadLetterSubject, this.msg.data, {
+        headers: toNatsHeaders(headers),
+        msgID: `dlq:${this.msg.info.stream}:${this.msg.info.streamSequence}`,
+      });
+    } catch (error) {
+      // Not stored, so not dead: let the server deliver it again (and stop keeping it alive).
+      this.msg.nak(DEAD_LETTER_RETRY_MS);
+      this.scope.settled(this.msg);
+      throw error;
+    }
     this.msg.term();
     this.scope.settled(this.msg);
   }
