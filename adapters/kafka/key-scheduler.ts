@@ -6,7 +6,8 @@ import { LinkedQueue } from '../../src/pool/linked-queue.js';
  * "busy" from `begin` until `next` finds it empty. Pure: no client, no timers.
  */
 export class KeyScheduler<T> {
-  #lanes = new Map<string, LinkedQueue<T>>();
+  /** A busy lane's followers; null until the first follower (most lanes never get one). */
+  #lanes = new Map<string, LinkedQueue<T> | null>();
   #queued = 0;
 
   /** Followers waiting behind a busy head, over all lanes. */
@@ -26,20 +27,23 @@ export class KeyScheduler<T> {
   /** The caller hands an item of a free lane to the pool: the lane becomes busy. */
   begin(key: string): void {
     if (this.#lanes.has(key)) throw new Error(`lane ${JSON.stringify(key)} is already busy`);
-    this.#lanes.set(key, new LinkedQueue<T>());
+    this.#lanes.set(key, null);
   }
 
   /** Undoes `begin` when the item could not be handed over (it has no followers yet). */
   cancel(key: string): void {
     const lane = this.#lanes.get(key);
-    if (lane === undefined || lane.size > 0) throw new Error(`lane ${JSON.stringify(key)} cannot be cancelled: ${lane ? 'it has followers' : 'it is not busy'}`);
+    if (lane === undefined || (lane !== null && lane.size > 0)) {
+      throw new Error(`lane ${JSON.stringify(key)} cannot be cancelled: ${lane ? 'it has followers' : 'it is not busy'}`);
+    }
     this.#lanes.delete(key);
   }
 
   /** Queues an item behind the busy head of its lane. */
   enqueue(key: string, item: T): void {
-    const lane = this.#lanes.get(key);
+    let lane = this.#lanes.get(key);
     if (lane === undefined) throw new Error(`lane ${JSON.stringify(key)} is not busy: hand the item over with begin()`);
+    if (lane === null) this.#lanes.set(key, (lane = new LinkedQueue<T>()));
     lane.push(item);
     this.#queued++;
   }
@@ -48,7 +52,7 @@ export class KeyScheduler<T> {
   next(key: string): T | undefined {
     const lane = this.#lanes.get(key);
     if (lane === undefined) return undefined;
-    const item = lane.shift();
+    const item = lane === null ? undefined : lane.shift();
     if (item === undefined) {
       this.#lanes.delete(key);
       return undefined;

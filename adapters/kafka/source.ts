@@ -2,7 +2,7 @@ import type { Consumer as KafkajsConsumer, EachBatchPayload, KafkaMessage } from
 import { withRetries } from '../../src/reconnect.js';
 import { redactText } from '../../src/redact.js';
 import type { DispatchResult, Source, SourceContext } from '../../src/source.js';
-import { kafkaDelivery, type DeliveryHooks, type DispatchHandle } from './delivery.js';
+import { KafkaDelivery, type DeliveryHooks } from './delivery.js';
 import type { ResolvedKafkaOptions } from './options.js';
 import { PartitionState, partitionId, type PauseReason, type Work } from './partition.js';
 import { kafkaPublisher, type KafkaPublisher } from './publisher.js';
@@ -222,15 +222,28 @@ export class KafkaSource implements Source {
     const context = this.#context!;
     const max = this.#o.maxHeldPerPartition;
     const messages = batch.messages;
+    // kafkajs's next fetch starts after the last resolved offset. Resolving costs a Long parse,
+    // so it is done once per run of taken messages: before every wait and every return.
+    let taken: string | undefined;
+    const resolve = () => {
+      if (taken !== undefined) resolveOffset(taken);
+      taken = undefined;
+    };
+    // Only an await lets a rebalance, a stop or a seek in: check on entry and after each wait
+    // (isStale() builds a string key per call; per message it was a visible cost).
+    let check = true;
     for (let i = 0; i < messages.length; ) {
       const message = messages[i]!;
-      if (!isRunning() || isStale() || state.revoked) return;
+      if (check) {
+        if (!isRunning() || isStale() || state.revoked) return resolve();
+        check = false;
+      }
       const offset = Number(message.offset);
       // Paused (by the runtime, the bound, a stop): the rest of the batch is fetched again later.
-      if (state.reasons.size > 0 || this.#stopped) return this.#seek(state, offset);
+      if (state.reasons.size > 0 || this.#stopped) return (resolve(), this.#seek(state, offset));
       const position = state.tracker.position;
       if (position !== undefined && offset < position) {
-        resolveOffset(message.offset); // taken before a rejoin reset kafkajs's position
+        taken = message.offset; // taken before a rejoin reset kafkajs's position
         i++;
         continue;
       }
@@ -238,17 +251,20 @@ export class KafkaSource implements Source {
       if (lane !== undefined && state.lanes.busy(lane)) {
         // Its key is busy: it waits here, counted against the partition's bound.
         if (state.held >= max) {
+          resolve();
           this.#pause(state, 'held');
           return this.#seek(state, offset);
         }
         state.tracker.take(offset);
         state.lanes.enqueue(lane, { record: { topic: batch.topic, partition: batch.partition, message }, offset, lane, attempt: 1 });
-        resolveOffset(message.offset);
+        taken = message.offset;
         i++;
         continue;
       }
       // The pool is the credit: with no place free, wait here (kafkajs does not fetch meanwhile).
       if (context.freeCapacity() <= 0) {
+        resolve();
+        check = true;
         if (await this.#awaitRoom(state, heartbeat)) continue;
         return this.#seek(state, offset);
       }
@@ -256,16 +272,19 @@ export class KafkaSource implements Source {
       if (lane !== undefined) state.lanes.begin(lane);
       const result = this.#dispatch(state, { record: { topic: batch.topic, partition: batch.partition, message }, offset, lane, attempt: 1 });
       if (result === 'accepted') {
-        resolveOffset(message.offset);
+        taken = message.offset;
         i++;
         continue;
       }
       // Refused (the runtime already gave it back): it was never taken.
       state.tracker.untake(offset);
       if (lane !== undefined) state.lanes.cancel(lane);
+      resolve();
+      check = true;
       if (result === 'overloaded' && (await this.#awaitRoom(state, heartbeat))) continue;
       return this.#seek(state, offset);
     }
+    resolve();
     // Everything taken: also step over offsets that carry no message (transaction markers).
     state.tracker.advanceTo(Number(batch.lastOffset()) + 1);
   }
@@ -306,9 +325,9 @@ export class KafkaSource implements Source {
   }
 
   #dispatch(state: PartitionState, work: Work): DispatchResult {
-    const handle: DispatchHandle = { dispatching: true };
-    const result = this.#context!.dispatch(kafkaDelivery(state, work, handle, this.#hooks));
-    handle.dispatching = false;
+    const delivery = new KafkaDelivery(state, work, this.#hooks);
+    const result = this.#context!.dispatch(delivery);
+    delivery.dispatching = false;
     return result;
   }
 

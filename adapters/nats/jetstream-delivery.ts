@@ -8,7 +8,9 @@ export interface JetStreamScope {
   stream: string;
   deadLetterSubject: string;
   js: JetStreamClient;
-  /** Called once the message is settled (acked, nak'ed or termed): stops its `working()` keep-alive. */
+  /** Acks it with the other acks of this event-loop turn (one write), then treats it as settled. */
+  ack(msg: JsMsg): void;
+  /** Called once the message is settled (nak'ed or termed): stops its `working()` keep-alive. */
   settled(msg: JsMsg): void;
 }
 
@@ -38,8 +40,7 @@ export class JetStreamDelivery implements Delivery<JsMsg> {
   }
 
   async ack(): Promise<void> {
-    this.msg.ack();
-    this.scope.settled(this.msg);
+    this.scope.ack(this.msg);
   }
 
   async retry(delayMs: number): Promise<void> {
