@@ -34,12 +34,18 @@ export class TypedEmitter<Events extends { [K in keyof Events]: unknown }> {
   protected emit<K extends keyof Events>(event: K, payload: Events[K]): void {
     const set = this.#listeners.get(event);
     if (!set || set.size === 0) return;
-    for (const listener of [...set]) {
-      try {
-        (listener as Listener<Events[K]>)(payload);
-      } catch (error) {
-        this.onListenerError(error, String(event));
-      }
+    // A copy only when several listen (one may remove another); the usual single listener needs none.
+    if (set.size === 1) {
+      for (const listener of set) return this.#call(listener as Listener<Events[K]>, payload, event);
+    }
+    for (const listener of [...set]) this.#call(listener as Listener<Events[K]>, payload, event);
+  }
+
+  #call<T>(listener: Listener<T>, payload: T, event: PropertyKey): void {
+    try {
+      listener(payload);
+    } catch (error) {
+      this.onListenerError(error, String(event));
     }
   }
 

@@ -54,6 +54,8 @@ export class JetStreamSource implements Source {
    */
   #acks: JsMsg[] = [];
   #notifyScheduled = false;
+  /** Set when a pull ended in an error: the loop recovers (backoff, rebind) before pulling again. */
+  #pullError: unknown;
 
   constructor(private readonly o: ResolvedJetStreamOptions) {
     this.name = `nats:${o.stream}/${o.durable}`;
@@ -173,6 +175,13 @@ export class JetStreamSource implements Source {
       } catch {
         break; // stopping
       }
+      if (this.#pullError !== undefined) {
+        // A pull that ended in an error (the durable deleted, missed heartbeats): same path as a failed fetch.
+        const error = this.#pullError;
+        this.#pullError = undefined;
+        await this.#recover(error, ++failures);
+        continue;
+      }
       const want = this.#ctx.freeCapacity() - this.#outstanding - this.#acks.length;
       // Wait for a worthwhile pull, unless nothing is outstanding at all (then any room is worth it).
       if (want < (this.#outstanding === 0 ? 1 : minPull)) {
@@ -188,15 +197,19 @@ export class JetStreamSource implements Source {
         failures = 0;
       } catch (error) {
         if (this.#stopped) break;
-        failures++;
-        this.#ctx.report({ type: failures === 1 ? 'disconnected' : 'error', error, detail: `${this.name}: pull failed: ${text(error)}` });
-        await abortableDelay(this.o.backoff.delayMs(failures), this.#ctx.signal).catch(() => {});
-        // The consumer may have been deleted or the server restarted: look it up (or create it) again.
-        await this.#bindConsumer().catch((e: unknown) => this.#ctx.report({ type: 'error', error: e, detail: 'rebinding the consumer' }));
+        await this.#recover(error, ++failures);
       }
     }
     // Let pulls already sent end (they deliver to the runtime, which gives back while stopping).
     while (this.#batches.size > 0) await this.#changed(100);
+  }
+
+  async #recover(error: unknown, failures: number): Promise<void> {
+    this.#ctx.report({ type: failures === 1 ? 'disconnected' : 'error', error, detail: `${this.name}: pull failed: ${text(error)}` });
+    await abortableDelay(this.o.backoff.delayMs(failures), this.#ctx.signal).catch(() => {});
+    if (this.#stopped) return;
+    // The consumer may have been deleted or the server restarted: look it up (or create it) again.
+    await this.#bindConsumer().catch((e: unknown) => this.#ctx.report({ type: 'error', error: e, detail: 'rebinding the consumer' }));
   }
 
   async #drainBatch(batch: ConsumerMessages, requested: number): Promise<void> {
@@ -209,7 +222,7 @@ export class JetStreamSource implements Source {
         this.#ctx.dispatch(new JetStreamDelivery(msg, this.#scope));
       }
     } catch (error) {
-      if (!this.#stopped) this.#ctx.report({ type: 'error', error, detail: `${this.name}: pull ended: ${text(error)}` });
+      if (!this.#stopped) this.#pullError = error;
     } finally {
       this.#outstanding -= requested - delivered;
       this.#batches.delete(batch);

@@ -227,6 +227,37 @@ describe('natsConsumer (JetStream) on a real NATS server', () => {
     expect(dead.header.get(DEAD_LETTER_HEADERS.messageId)).toBe('garbage-1');
   }, 30_000);
 
+  it('a durable deleted mid-stream is recreated from consumerConfig and the pull loop goes on: every id handled', async () => {
+    const { stream, subject, dlq } = await nats.stream();
+    const ids = await nats.fill(subject, 600);
+    const seen = counter();
+    const events: string[] = [];
+    const consumer = natsConsumer({
+      servers: nats.url,
+      stream,
+      durable: 'doomed',
+      consumerConfig: { ack_wait: nanos(2000) },
+      deadLetter: { subject: dlq },
+      pool: { maxConcurrency: 4, maxQueueSize: 4 },
+      recovery: { backoff: { initialMs: 20, maxMs: 200 } },
+      handler: async (m) => {
+        await sleep(2);
+        seen.record(m);
+      },
+    });
+    consumer.on('connection', ({ state }) => events.push(state));
+    await consumer.start();
+    await until(() => seen.calls.size >= 150, '150 handled before the delete', 30_000);
+    await nats.jsm.consumers.delete(stream, 'doomed');
+    await until(() => seen.calls.size === 600, 'every id handled after the durable came back', 60_000);
+    await consumer.stop();
+    expect([...seen.calls.keys()].sort()).toEqual([...ids].sort());
+    // Recreated with deliver_policy all: what was handled before comes again (at least once, never lost).
+    const info = await nats.jsm.consumers.info(stream, 'doomed');
+    expect(info.num_pending).toBe(0);
+    expect(events).toContain('disconnected');
+  }, 90_000);
+
   it('bad input: an unreachable server and a missing stream fail start() clearly; invalid options throw', async () => {
     const base = { pool: { maxConcurrency: 1, maxQueueSize: 0 }, handler: async () => {} };
     const unreachable = natsConsumer({
