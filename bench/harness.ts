@@ -27,3 +27,29 @@ export function table(header: string[], rows: (string | number)[][]): string {
 
 export const fmt = (n: number, digits = 0) => n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 export const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}×`;
+
+/**
+ * Messages/s of a sluice consumer over `n` messages. `build` gets the handler to install; the
+ * clock starts at the first message (connecting is not what is compared) and stops after the
+ * n-th message's ack was sent.
+ */
+export async function consumerRate(
+  n: number,
+  build: (handler: () => Promise<void>) => { start(): Promise<void>; stop(): Promise<unknown> },
+  work?: () => Promise<void>,
+): Promise<number> {
+  let seen = 0;
+  let started = 0;
+  let done!: () => void;
+  const all = new Promise<void>((r) => (done = r));
+  const consumer = build(async () => {
+    if (started === 0) started = performance.now();
+    if (work) await work();
+    if (++seen === n) setImmediate(done);
+  });
+  await consumer.start();
+  await all;
+  const rate = n / ((performance.now() - started) / 1000);
+  await consumer.stop();
+  return rate;
+}

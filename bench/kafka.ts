@@ -8,7 +8,7 @@
 import { randomUUID } from 'node:crypto';
 import { Kafka, logLevel, type Admin } from 'kafkajs';
 import { kafkaConsumer, kafkaPublisher } from '../adapters/kafka/index.js';
-import { fmt, ratio, table } from './harness.js';
+import { consumerRate, fmt, ratio, table } from './harness.js';
 
 const BROKERS = (process.env.KAFKA_BROKERS ?? '127.0.0.1:9092').split(',').map((b) => b.trim());
 const BODY = JSON.stringify({ id: 'x'.repeat(16), amountCents: 1234, currency: 'EUR' });
@@ -51,30 +51,22 @@ async function rawConsume(kafka: Kafka, topic: string, n: number, concurrency: n
   return rate;
 }
 
-async function sluiceConsume(topic: string, n: number, work: () => Promise<void>): Promise<number> {
-  let seen = 0;
-  let started = 0;
-  let done!: () => void;
-  const all = new Promise<void>((r) => (done = r));
-  const consumer = kafkaConsumer({
-    kafka: { brokers: BROKERS, logLevel: logLevel.NOTHING },
-    groupId: unique('bench-sluice'),
-    topics: [topic],
-    fromBeginning: true,
-    ordering: 'key',
-    maxWaitTimeInMs: 100,
-    pool: { maxConcurrency: 64, maxQueueSize: 64 },
-    handler: async () => {
-      if (started === 0) started = performance.now();
-      await work();
-      if (++seen === n) setImmediate(done); // after this message's ack
-    },
-  });
-  await consumer.start();
-  await all;
-  const rate = n / ((performance.now() - started) / 1000);
-  await consumer.stop();
-  return rate;
+function sluiceConsume(topic: string, n: number, work: () => Promise<void>): Promise<number> {
+  return consumerRate(
+    n,
+    (handler) =>
+      kafkaConsumer({
+        kafka: { brokers: BROKERS, logLevel: logLevel.NOTHING },
+        groupId: unique('bench-sluice'),
+        topics: [topic],
+        fromBeginning: true,
+        ordering: 'key',
+        maxWaitTimeInMs: 100,
+        pool: { maxConcurrency: 64, maxQueueSize: 64 },
+        handler,
+      }),
+    work,
+  );
 }
 
 export async function run(): Promise<string> {

@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { AckPolicy, connect, type JetStreamManager, type NatsConnection } from 'nats';
 import { natsConsumer } from '../adapters/nats/index.js';
-import { fmt, ratio, table } from './harness.js';
+import { consumerRate, fmt, ratio, table } from './harness.js';
 
 const URL_ = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
 const BODY = new TextEncoder().encode(JSON.stringify({ id: 'x'.repeat(16), amountCents: 1234, currency: 'EUR' }));
@@ -38,27 +38,8 @@ async function raw(nc: NatsConnection, name: string, n: number, batch: number): 
   return rate;
 }
 
-async function sluice(name: string, n: number, maxConcurrency: number, maxQueueSize: number, work?: () => Promise<void>): Promise<number> {
-  let seen = 0;
-  let started = 0;
-  let done!: () => void;
-  const all = new Promise<void>((r) => (done = r));
-  const consumer = natsConsumer({
-    servers: URL_,
-    stream: name,
-    durable: 'bench',
-    pool: { maxConcurrency, maxQueueSize },
-    handler: async () => {
-      if (started === 0) started = performance.now();
-      if (work) await work();
-      if (++seen === n) setImmediate(done);
-    },
-  });
-  await consumer.start();
-  await all;
-  const rate = n / ((performance.now() - started) / 1000);
-  await consumer.stop();
-  return rate;
+function sluice(name: string, n: number, maxConcurrency: number, maxQueueSize: number, work?: () => Promise<void>): Promise<number> {
+  return consumerRate(n, (handler) => natsConsumer({ servers: URL_, stream: name, durable: 'bench', pool: { maxConcurrency, maxQueueSize }, handler }), work);
 }
 
 export async function run(): Promise<string> {
@@ -69,7 +50,7 @@ export async function run(): Promise<string> {
     const N = 20_000;
     const rawRates: number[] = [];
     const ours: number[] = [];
-    for (let round = 0; round < 3; round++) {
+    for (let round = 0; round < 5; round++) {
       const a = await stream(jsm, nc, N);
       made.push(a);
       rawRates.push(await raw(nc, a, N, 128));
@@ -85,7 +66,7 @@ export async function run(): Promise<string> {
     return [
       '## NATS JetStream',
       '',
-      `nats-server at ${URL_}, best of 3 for throughput; both sides pull at most 128 messages at a time.`,
+      `nats-server at ${URL_}, best of 5 alternating rounds for throughput; both sides pull at most 128 messages at a time.`,
       '',
       table(
         ['measure', 'sluice', 'baseline', 'ratio', 'target'],

@@ -7,7 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import { connect, type ChannelModel } from 'amqplib';
 import { rabbitConsumer } from '../adapters/rabbitmq/index.js';
-import { fmt, gc, ratio, table } from './harness.js';
+import { consumerRate, fmt, gc, ratio, table } from './harness.js';
 
 const URL_ = process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
 const BODY = Buffer.from(JSON.stringify({ id: 'x'.repeat(16), amountCents: 1234, currency: 'EUR' }));
@@ -41,28 +41,8 @@ async function rawConsume(admin: ChannelModel, queue: string, n: number, prefetc
   return rate;
 }
 
-async function sluiceConsume(queue: string, n: number, pool: { maxConcurrency: number; maxQueueSize: number }, work: () => Promise<void>): Promise<number> {
-  let done!: () => void;
-  const all = new Promise<void>((r) => (done = r));
-  let seen = 0;
-  let started = 0;
-  const consumer = rabbitConsumer({
-    url: URL_,
-    queue,
-    declare: { durable: false },
-    pool,
-    handler: async () => {
-      if (started === 0) started = performance.now();
-      await work();
-      if (++seen === n) setImmediate(done); // after this message's ack is sent
-    },
-  });
-  // Both clocks start at the first message received: connecting is not what is compared.
-  await consumer.start();
-  await all;
-  const rate = n / ((performance.now() - started) / 1000);
-  await consumer.stop();
-  return rate;
+function sluiceConsume(queue: string, n: number, pool: { maxConcurrency: number; maxQueueSize: number }, work: () => Promise<void>): Promise<number> {
+  return consumerRate(n, (handler) => rabbitConsumer({ url: URL_, queue, declare: { durable: false }, pool, handler }), work);
 }
 
 export async function run(): Promise<string> {
@@ -74,11 +54,11 @@ export async function run(): Promise<string> {
     return name;
   };
   try {
-    // (a) no-op: best of 3 alternating runs, same prefetch (the pool's capacity, 64 + 64).
+    // (a) no-op: best of 5 alternating runs, same prefetch (the pool's capacity, 64 + 64).
     const N = 20_000;
     const raw: number[] = [];
     const ours: number[] = [];
-    for (let round = 0; round < 3; round++) {
+    for (let round = 0; round < 5; round++) {
       const a = q();
       await fill(admin, a, N);
       raw.push(await rawConsume(admin, a, N, 128));
@@ -123,7 +103,7 @@ export async function run(): Promise<string> {
     return [
       '## RabbitMQ',
       '',
-      `RabbitMQ on ${new URL(URL_).host}, best of 3 for throughput.`,
+      `RabbitMQ on ${new URL(URL_).host}, best of 5 alternating rounds for throughput.`,
       '',
       table(
         ['measure', 'sluice', 'baseline', 'ratio', 'target'],
