@@ -285,7 +285,8 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
       }
       this.#counts.handled++;
       this.#consecutiveFailures = 0;
-      this.emit('handled', { message, attempt, durationMs });
+      // The hot path: no event object when nobody listens.
+      if (this.listenerCount('handled') > 0) this.emit('handled', { message, attempt, durationMs });
       return;
     }
     const error = outcome.error;

@@ -41,7 +41,7 @@ export function toMessage(work: Work): Message<KafkaRecord> {
     headers,
     // Kafka messages have no id; a `message-id` header (kafkaPublisher's `id`) wins, else the position, which is stable across redeliveries.
     id: headerText(headers[MESSAGE_ID_HEADER]) ?? `${topic}/${partition}/${message.offset}`,
-    key: message.key === null || message.key === undefined ? undefined : message.key.toString('utf8'),
+    key: work.key,
     source: topic,
     deliveryAttempt: work.attempt,
     redelivered: work.attempt > 1,

@@ -9,6 +9,8 @@ export type PauseReason = 'source' | 'overload' | 'held' | 'stopped';
 export interface Work {
   record: KafkaRecord;
   offset: number;
+  /** The message key as UTF-8 (`msg.key`). */
+  key: string | undefined;
   /** Its ordering lane (key, or '' for the whole partition); undefined = unordered. */
   lane: string | undefined;
   attempt: number;

@@ -1,4 +1,4 @@
-import type { Consumer as KafkajsConsumer, EachBatchPayload, KafkaMessage } from 'kafkajs';
+import type { Consumer as KafkajsConsumer, EachBatchPayload } from 'kafkajs';
 import { withRetries } from '../../src/reconnect.js';
 import { redactText } from '../../src/redact.js';
 import type { DispatchResult, Source, SourceContext } from '../../src/source.js';
@@ -247,7 +247,9 @@ export class KafkaSource implements Source {
         i++;
         continue;
       }
-      const lane = this.#laneOf(message);
+      // The key is decoded once, here: it names the lane and becomes msg.key.
+      const key = message.key === null || message.key === undefined ? undefined : message.key.toString('utf8');
+      const lane = this.#laneOf(key);
       if (lane !== undefined && state.lanes.busy(lane)) {
         // Its key is busy: it waits here, counted against the partition's bound.
         if (state.held >= max) {
@@ -256,7 +258,7 @@ export class KafkaSource implements Source {
           return this.#seek(state, offset);
         }
         state.tracker.take(offset);
-        state.lanes.enqueue(lane, { record: { topic: batch.topic, partition: batch.partition, message }, offset, lane, attempt: 1 });
+        state.lanes.enqueue(lane, { record: { topic: batch.topic, partition: batch.partition, message }, offset, key, lane, attempt: 1 });
         taken = message.offset;
         i++;
         continue;
@@ -270,7 +272,7 @@ export class KafkaSource implements Source {
       }
       state.tracker.take(offset);
       if (lane !== undefined) state.lanes.begin(lane);
-      const result = this.#dispatch(state, { record: { topic: batch.topic, partition: batch.partition, message }, offset, lane, attempt: 1 });
+      const result = this.#dispatch(state, { record: { topic: batch.topic, partition: batch.partition, message }, offset, key, lane, attempt: 1 });
       if (result === 'accepted') {
         taken = message.offset;
         i++;
@@ -313,16 +315,18 @@ export class KafkaSource implements Source {
     return state.reasons.size === 0 && !state.revoked && !this.#stopped;
   }
 
-  #laneOf(message: KafkaMessage): string | undefined {
+  /** Keys that are not valid UTF-8 may share a lane after decoding: more order than needed, never less. */
+  #laneOf(key: string | undefined): string | undefined {
     switch (this.#o.ordering) {
       case 'partition':
         return '';
       case 'key':
-        return message.key === null || message.key === undefined ? undefined : message.key.toString('latin1');
+        return key;
       default:
         return undefined;
     }
   }
+
 
   #dispatch(state: PartitionState, work: Work): DispatchResult {
     const delivery = new KafkaDelivery(state, work, this.#hooks);
