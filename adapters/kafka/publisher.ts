@@ -1,4 +1,5 @@
 import type { Kafka, KafkaConfig, Message as KafkajsMessage, Producer, RecordMetadata } from 'kafkajs';
+import { injectTraceContext } from '../../src/ops/tracing.js';
 import { redactText } from '../../src/redact.js';
 import { resolveKafka } from './options.js';
 
@@ -16,7 +17,10 @@ export interface KafkaPublishJsonOptions {
   partition?: number;
 }
 
-/** Acknowledged publishing for tests, examples, producers that feed a sluice consumer, and dead letters. */
+/**
+ * Acknowledged publishing for tests, examples, producers that feed a sluice consumer, and dead
+ * letters. Carries the active OpenTelemetry context (`traceparent`) when @opentelemetry/api is installed.
+ */
 export interface KafkaPublisher {
   /** Resolves once every in-sync replica has the messages (acks: -1); rejects otherwise. */
   publish(topic: string, messages: KafkajsMessage[]): Promise<RecordMetadata[]>;
@@ -41,7 +45,12 @@ export async function kafkaPublisher(options: KafkaPublisherOptions): Promise<Ka
   await producer.connect().catch((error: unknown) => {
     throw new Error(`kafkaPublisher: cannot connect to ${where}: ${text(error)}`, { cause: error });
   });
-  const publish = (topic: string, messages: KafkajsMessage[]) => producer.send({ topic, messages, acks: -1 });
+  const publish = async (topic: string, messages: KafkajsMessage[]) => {
+    // The active OpenTelemetry context (`traceparent`), when @opentelemetry/api is installed; a message's own headers win.
+    const trace = await injectTraceContext({});
+    const traced = Object.keys(trace).length === 0 ? messages : messages.map((m) => ({ ...m, headers: { ...trace, ...m.headers } }));
+    return producer.send({ topic, messages: traced, acks: -1 });
+  };
   return {
     producer,
     publish,

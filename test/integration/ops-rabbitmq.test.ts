@@ -6,14 +6,11 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
-import { context, propagation, trace } from '@opentelemetry/api';
-import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
-import { W3CTraceContextPropagator } from '@opentelemetry/core';
-import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rabbitConsumer } from '../../adapters/rabbitmq/index.js';
 import { jsonLogger, runService, tracingMiddleware } from '../../src/index.js';
 import { rabbitFixture, type RabbitFixture } from '../helpers/rabbit.js';
+import { expectChildOf, withTracing } from '../helpers/tracing.js';
 import { until } from '../helpers/wait.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
@@ -84,20 +81,11 @@ describe('runService on a real RabbitMQ', () => {
   }, 120_000);
 
   it("carries the producer's trace context through RabbitMQ to the consumer span", async () => {
-    const exporter = new InMemorySpanExporter();
-    const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] } as never);
-    (provider as unknown as { addSpanProcessor?: (p: unknown) => void }).addSpanProcessor?.(new SimpleSpanProcessor(exporter));
-    trace.setGlobalTracerProvider(provider);
-    context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
-    propagation.setGlobalPropagator(new W3CTraceContextPropagator());
-    try {
+    await withTracing(async (tracing) => {
       const queue = rabbit.queue('sluice-trace');
       await rabbit.fill(queue, 0);
-      const tracer = trace.getTracer('test');
-      const producer = tracer.startSpan(`${queue} publish`);
       // rabbitPublisher injects the active context as `traceparent`.
-      await context.with(trace.setSpan(context.active(), producer), () => rabbit.publisher.publishJson(queue, { n: 1 }, { messageId: 'traced-1' }));
-      producer.end();
+      const producer = await tracing.produce(`${queue} publish`, () => rabbit.publisher.publishJson(queue, { n: 1 }, { messageId: 'traced-1' }));
       const consumer = rabbitConsumer({
         url: rabbit.url,
         queue,
@@ -108,17 +96,10 @@ describe('runService on a real RabbitMQ', () => {
       await consumer.start();
       await until(() => consumer.status().handled === 1, 'handled');
       await consumer.stop();
-      const span = exporter.getFinishedSpans().find((s) => s.name === `${queue} process`);
-      expect(span).toBeDefined();
-      const parent = (span as unknown as { parentSpanId?: string }).parentSpanId ?? (span as unknown as { parentSpanContext?: { spanId: string } }).parentSpanContext?.spanId;
-      expect(span!.spanContext().traceId).toBe(producer.spanContext().traceId);
-      expect(parent).toBe(producer.spanContext().spanId);
+      const span = tracing.finished().find((s) => s.name === `${queue} process`);
+      expectChildOf(span, producer);
       expect(span!.attributes).toMatchObject({ 'messaging.system': 'rabbitmq', 'messaging.destination.name': queue, 'messaging.message.id': 'traced-1' });
-    } finally {
-      trace.disable();
-      context.disable();
-      propagation.disable();
-    }
+    });
   }, 30_000);
 
   it('a refused login and an unreachable port: no log line or error carries the password', async () => {
