@@ -364,6 +364,35 @@ describe('kafkaConsumer on a real Kafka', () => {
     expect(committed).toEqual(end);
   }, 120_000);
 
+  it('handlers longer than sessionTimeout, with the pool full meanwhile: the member stays in the group (no rebalance), each message once', async () => {
+    const name = await topic(1);
+    const sent = await fill(name, 4, 4);
+    const handled = new Map<string, number>();
+    const c = consumer({
+      groupId: unique('sluice-g'),
+      topics: [name],
+      sessionTimeout: 6000, // the broker's group.min.session.timeout.ms
+      heartbeatInterval: 1000,
+      pool: { maxConcurrency: 1, maxQueueSize: 0 },
+      handler: async (m) => {
+        // The first is slower than the session timeout; the batch loop waits for room meanwhile.
+        await sleep(m.id === sent[0]!.id ? 8000 : 10);
+        handled.set(m.id, (handled.get(m.id) ?? 0) + 1);
+      },
+    });
+    await c.start();
+    const client = (c.source as KafkaSource).client!;
+    let joins = 0;
+    let rebalances = 0;
+    client.on(client.events.GROUP_JOIN, () => joins++);
+    client.on(client.events.REBALANCING, () => rebalances++);
+    await until(() => handled.size === 4, 'all 4 handled', 30_000);
+    await c.stop();
+    expect([...handled.values()]).toEqual([1, 1, 1, 1]);
+    expect(joins).toBe(0);
+    expect(rebalances).toBe(0);
+  }, 60_000);
+
   it('poison message: retried maxAttempts times, then in the dead-letter topic with headers; its partition keeps flowing', async () => {
     const name = await topic(2);
     const sent = await fill(name, 200, 20);
