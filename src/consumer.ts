@@ -5,6 +5,8 @@ import { PermanentError, ShutdownError, TaskTimeoutError } from './errors.js';
 import type { ConsumerEvents, ConsumerHealth, ConsumerState, ConsumerStatus, StopOptions, StopResult } from './consumer-events.js';
 import { resolveConsumerOptions, type ConsumerOptions, type ResolvedConsumerOptions } from './consumer-options.js';
 import type { Delivery, DispatchResult, Source, SourceContext, SourceEvent } from './source.js';
+import type { HandlerContext } from './handler.js';
+import type { Message } from './message.js';
 import { StallWatchdog } from './watchdog.js';
 import { abortableDelay } from './reconnect.js';
 
@@ -31,10 +33,30 @@ function abortEntry(entry: Entry, reason: unknown): void {
 
 type Outcome = { ok: true } | { ok: false; error: unknown };
 const SUCCEEDED: Outcome = { ok: true };
-const succeeded = (): Outcome => SUCCEEDED;
-const failed = (error: unknown): Outcome => ({ ok: false, error });
 
 const noop = () => {};
+
+/**
+ * The handler's `ctx`: a class, so that its `signal` getter is not a new closure per message.
+ * The AbortController is made only when the handler reads `signal` (see Entry.controller).
+ */
+class Context implements HandlerContext {
+  constructor(
+    readonly entry: Entry,
+    readonly poolSignal: AbortSignal,
+    readonly attempt: number,
+  ) {}
+
+  get signal(): AbortSignal {
+    const entry = this.entry;
+    if (!entry.controller) {
+      entry.controller = new AbortController();
+      const reason = entry.abortReason ?? (this.poolSignal.aborted ? this.poolSignal.reason : undefined);
+      if (reason !== undefined) entry.controller.abort(reason);
+    }
+    return entry.controller.signal;
+  }
+}
 /**
  * The consumer runtime: the one place where a handler's outcome becomes a broker action.
  * Adapters supply a Source (pull, pause, resume) and Deliveries (ack, retry, dead-letter,
@@ -204,39 +226,44 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
     const { message } = entry.delivery;
     const attempt = message.deliveryAttempt;
     const started = performance.now();
-    const ctx = {
-      attempt,
-      get signal(): AbortSignal {
-        if (!entry.controller) {
-          entry.controller = new AbortController();
-          const reason = entry.abortReason ?? (poolSignal.aborted ? poolSignal.reason : undefined);
-          if (reason !== undefined) entry.controller.abort(reason);
-        }
-        return entry.controller.signal;
-      },
-    };
-    let handlerDone: Promise<void>;
+    const ctx = new Context(entry, poolSignal, attempt);
+    let handlerDone: Promise<void> | void;
     try {
-      handlerDone = Promise.resolve(this.#o.handler(message as never, ctx));
+      handlerDone = this.#o.handler(message as never, ctx);
     } catch (error) {
       handlerDone = Promise.reject(error);
     }
-    if (this.#o.handlerTimeoutMs === undefined) {
-      // No timeout to race: wait for the handler itself (the hot path: no race promise, no closures).
-      // At the stop deadline, #stop gives back for a handler that ignores its signal.
-      let outcome = await handlerDone.then(succeeded, failed);
-      // Failed because it was aborted (the stop deadline): whatever it threw, that is a give-back.
-      if (!outcome.ok && entry.abortReason !== undefined) outcome = { ok: false, error: entry.abortReason };
+    if (this.#o.handlerTimeoutMs !== undefined) {
+      const done = Promise.resolve(handlerDone);
+      const outcome = await this.#withTimeout(done, entry);
       await this.#settleOutcome(entry, outcome, attempt, performance.now() - started);
       this.#watchdog.progress();
+      // A handler that ignored its signal still holds its slot until it really ends: the bound stays true.
+      await done.catch(noop);
       return;
     }
-    const outcome = await this.#withTimeout(handlerDone, entry);
+    // No timeout to race (the hot path): wait for the handler itself, ack inline. At the stop
+    // deadline, #stop gives back for a handler that ignores its signal.
+    let outcome: Outcome = SUCCEEDED;
+    try {
+      await handlerDone;
+    } catch (error) {
+      // Failed because it was aborted (the stop deadline): whatever it threw, that is a give-back.
+      outcome = { ok: false, error: entry.abortReason ?? error };
+    }
     const durationMs = performance.now() - started;
-    await this.#settleOutcome(entry, outcome, attempt, durationMs);
+    if (outcome.ok && !entry.settled) {
+      entry.settled = true;
+      try {
+        await entry.delivery.ack();
+        this.#acked(message, attempt, durationMs);
+      } catch (error) {
+        this.emit('error', { error, during: 'ack', message });
+      }
+    } else {
+      await this.#settleOutcome(entry, outcome, attempt, durationMs);
+    }
     this.#watchdog.progress();
-    // A handler that ignored its signal still holds its slot until it really ends: the bound stays true.
-    await handlerDone.catch(noop);
   }
 
   /** Races the handler against its timeout; the timeout aborts the signal and counts as a failure. */
@@ -274,19 +301,10 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
   async #settleOutcome(entry: Entry, outcome: Outcome, attempt: number, durationMs: number): Promise<void> {
     const { message } = entry.delivery;
     if (outcome.ok) {
-      // #settle inlined: one closure and one async frame less per message.
-      if (entry.settled) return;
-      entry.settled = true;
-      try {
+      await this.#settle(entry, 'ack', async () => {
         await entry.delivery.ack();
-      } catch (error) {
-        this.emit('error', { error, during: 'ack', message });
-        return;
-      }
-      this.#counts.handled++;
-      this.#consecutiveFailures = 0;
-      // The hot path: no event object when nobody listens.
-      if (this.listenerCount('handled') > 0) this.emit('handled', { message, attempt, durationMs });
+        this.#acked(message, attempt, durationMs);
+      });
       return;
     }
     const error = outcome.error;
@@ -315,6 +333,13 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
       this.#counts.retried++;
       this.emit('retried', { message, nextAttempt: attempt + 1, delayMs });
     });
+  }
+
+  #acked(message: Message, attempt: number, durationMs: number): void {
+    this.#counts.handled++;
+    this.#consecutiveFailures = 0;
+    // The hot path: no event object when nobody listens.
+    if (this.listenerCount('handled') > 0) this.emit('handled', { message, attempt, durationMs });
   }
 
   /** Runs exactly one broker action per delivery; a failing action is reported, never thrown. */
