@@ -6,7 +6,6 @@ import type { ConsumerEvents, ConsumerHealth, ConsumerState, ConsumerStatus, Sto
 import { resolveConsumerOptions, type ConsumerOptions, type ResolvedConsumerOptions } from './consumer-options.js';
 import type { Delivery, DispatchResult, Source, SourceContext, SourceEvent } from './source.js';
 import type { HandlerContext } from './handler.js';
-import type { Message } from './message.js';
 import { StallWatchdog } from './watchdog.js';
 import { abortableDelay } from './reconnect.js';
 
@@ -233,37 +232,25 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
     } catch (error) {
       handlerDone = Promise.reject(error);
     }
-    if (this.#o.handlerTimeoutMs !== undefined) {
-      const done = Promise.resolve(handlerDone);
-      const outcome = await this.#withTimeout(done, entry);
-      await this.#settleOutcome(entry, outcome, attempt, performance.now() - started);
-      this.#watchdog.progress();
-      // A handler that ignored its signal still holds its slot until it really ends: the bound stays true.
-      await done.catch(noop);
-      return;
-    }
-    // No timeout to race (the hot path): wait for the handler itself, ack inline. At the stop
-    // deadline, #stop gives back for a handler that ignores its signal.
     let outcome: Outcome = SUCCEEDED;
-    try {
-      await handlerDone;
-    } catch (error) {
-      // Failed because it was aborted (the stop deadline): whatever it threw, that is a give-back.
-      outcome = { ok: false, error: entry.abortReason ?? error };
-    }
-    const durationMs = performance.now() - started;
-    if (outcome.ok && !entry.settled) {
-      entry.settled = true;
-      try {
-        await entry.delivery.ack();
-        this.#acked(message, attempt, durationMs);
-      } catch (error) {
-        this.emit('error', { error, during: 'ack', message });
-      }
+    let raced: Promise<void> | undefined;
+    if (this.#o.handlerTimeoutMs !== undefined) {
+      raced = Promise.resolve(handlerDone);
+      outcome = await this.#withTimeout(raced, entry);
     } else {
-      await this.#settleOutcome(entry, outcome, attempt, durationMs);
+      // No timeout to race (the hot path): wait for the handler itself, no race promise. At the
+      // stop deadline, #stop gives back for a handler that ignores its signal.
+      try {
+        await handlerDone;
+      } catch (error) {
+        // Failed because it was aborted (the stop deadline): whatever it threw, that is a give-back.
+        outcome = { ok: false, error: entry.abortReason ?? error };
+      }
     }
+    await this.#settleOutcome(entry, outcome, attempt, performance.now() - started);
     this.#watchdog.progress();
+    // A handler that ignored its signal and lost the race still holds its slot until it really ends: the bound stays true.
+    await raced?.catch(noop);
   }
 
   /** Races the handler against its timeout; the timeout aborts the signal and counts as a failure. */
@@ -301,10 +288,19 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
   async #settleOutcome(entry: Entry, outcome: Outcome, attempt: number, durationMs: number): Promise<void> {
     const { message } = entry.delivery;
     if (outcome.ok) {
-      await this.#settle(entry, 'ack', async () => {
+      // #settle inlined: no closure and no async frame for the common case.
+      if (entry.settled) return;
+      entry.settled = true;
+      try {
         await entry.delivery.ack();
-        this.#acked(message, attempt, durationMs);
-      });
+      } catch (error) {
+        this.emit('error', { error, during: 'ack', message });
+        return;
+      }
+      this.#counts.handled++;
+      this.#consecutiveFailures = 0;
+      // No event object when nobody listens.
+      if (this.listenerCount('handled') > 0) this.emit('handled', { message, attempt, durationMs });
       return;
     }
     const error = outcome.error;
@@ -333,13 +329,6 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
       this.#counts.retried++;
       this.emit('retried', { message, nextAttempt: attempt + 1, delayMs });
     });
-  }
-
-  #acked(message: Message, attempt: number, durationMs: number): void {
-    this.#counts.handled++;
-    this.#consecutiveFailures = 0;
-    // The hot path: no event object when nobody listens.
-    if (this.listenerCount('handled') > 0) this.emit('handled', { message, attempt, durationMs });
   }
 
   /** Runs exactly one broker action per delivery; a failing action is reported, never thrown. */
