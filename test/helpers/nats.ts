@@ -31,8 +31,9 @@ export async function natsFixture(url?: string): Promise<NatsFixture> {
       const stream = `${prefix}_${randomUUID().slice(0, 8)}`.toUpperCase().replace(/[^A-Z0-9_]/g, '_');
       const subject = stream.toLowerCase();
       const dlq = `${subject}-dlq`;
-      await jsm.streams.add({ name: stream, subjects: [`${subject}.>`] });
-      await jsm.streams.add({ name: `${stream}_DLQ`, subjects: [dlq] });
+      // Right after a server restart (the fault tests), JetStream may take a while to answer again.
+      await untilJetStreamAnswers(() => jsm.streams.add({ name: stream, subjects: [`${subject}.>`] }));
+      await untilJetStreamAnswers(() => jsm.streams.add({ name: `${stream}_DLQ`, subjects: [dlq] }));
       streams.push(stream, `${stream}_DLQ`);
       return { stream, subject, dlq };
     },
@@ -51,3 +52,18 @@ export async function natsFixture(url?: string): Promise<NatsFixture> {
 }
 
 export const unique = (prefix: string) => `${prefix}-${randomUUID().slice(0, 8)}`;
+
+/** Retries a JetStream API call that times out or finds JetStream not ready yet, for up to 30 s. */
+async function untilJetStreamAnswers<T>(call: () => Promise<T>): Promise<T> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    try {
+      return await call();
+    } catch (error) {
+      const code = (error as { code?: string }).code;
+      const retriable = code === 'TIMEOUT' || code === '503' || /timeout|no responders|not ready|unavailable/i.test(String(error));
+      if (!retriable || Date.now() > deadline) throw error;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+}
