@@ -1,4 +1,4 @@
-import { AckPolicy, DeliverPolicy, nanos, type ConsumerConfig, type ConsumerMessages, type Consumer as JsConsumer, type JetStreamClient, type JsMsg, type NatsConnection } from 'nats';
+import { AckPolicy, DeliverPolicy, nanos, type ConsumerConfig, type ConsumerMessages, type Consumer as JsConsumer, type JetStreamClient, type JetStreamManager, type JsMsg, type NatsConnection } from 'nats';
 import { abortableDelay, withRetries } from '../../src/reconnect.js';
 import { redactText } from '../../src/redact.js';
 import type { RetryPolicy } from '../../src/retry.js';
@@ -56,6 +56,9 @@ export class JetStreamSource implements Source {
   #notifyScheduled = false;
   /** Set when a pull ended in an error: the loop recovers (backoff, rebind) before pulling again. */
   #pullError: unknown;
+  #jsm: JetStreamManager | undefined;
+  /** When the durable was last looked up after an empty pull. */
+  #lastLookup = 0;
 
   constructor(private readonly o: ResolvedJetStreamOptions) {
     this.name = `nats:${o.stream}/${o.durable}`;
@@ -126,7 +129,7 @@ export class JetStreamSource implements Source {
   }
 
   async #bindConsumer(): Promise<void> {
-    const jsm = await this.#nc!.jetstreamManager();
+    const jsm = (this.#jsm ??= await this.#nc!.jetstreamManager());
     const { stream, durable, consumerConfig } = this.o;
     try {
       await jsm.streams.info(stream);
@@ -206,6 +209,9 @@ export class JetStreamSource implements Source {
 
   async #recover(error: unknown, failures: number): Promise<void> {
     this.#ctx.report({ type: failures === 1 ? 'disconnected' : 'error', error, detail: `${this.name}: pull failed: ${text(error)}` });
+    // Pulls still waiting were sent to what failed: end them now rather than at their expiry (what
+    // they had delivered is dispatched; what the server sends after is unacked and comes back).
+    for (const batch of this.#batches) batch.stop();
     await abortableDelay(this.o.backoff.delayMs(failures), this.#ctx.signal).catch(() => {});
     if (this.#stopped) return;
     // The consumer may have been deleted or the server restarted: look it up (or create it) again.
@@ -226,6 +232,25 @@ export class JetStreamSource implements Source {
     } finally {
       this.#outstanding -= requested - delivered;
       this.#batches.delete(batch);
+      if (delivered === 0 && !this.#stopped && this.#pullError === undefined) void this.#lookUpDurable();
+      this.#notify();
+    }
+  }
+
+  /**
+   * A pull that ends empty may mean an idle stream, or a durable deleted under us: the server
+   * does not answer pulls for a consumer that does not exist, so the pull just expires. Look it
+   * up (at most once per pull expiry) and recover if it is gone.
+   */
+  async #lookUpDurable(): Promise<void> {
+    const now = performance.now();
+    if (!this.#jsm || now - this.#lastLookup < this.o.pullExpiresMs) return;
+    this.#lastLookup = now;
+    try {
+      await this.#jsm.consumers.info(this.o.stream, this.o.durable);
+    } catch (error) {
+      if (this.#stopped || !/not found/i.test(text(error))) return; // a timeout or a cut: the pulls report those
+      this.#pullError = error;
       this.#notify();
     }
   }
