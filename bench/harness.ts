@@ -53,3 +53,21 @@ export async function consumerRate(
   await consumer.stop();
   return rate;
 }
+
+/**
+ * Resident memory of a running consumer with a deep backlog and a slow handler: `count` samples
+ * `intervalMs` apart after a GC each. Bounded memory means the late sample equals the early one.
+ */
+export async function rssWhileConsuming(consumer: { start(): Promise<void>; stop(): Promise<unknown> }, count = 10, intervalMs = 300): Promise<{ early: number; late: number }> {
+  await consumer.start();
+  const samples: number[] = [];
+  for (let i = 0; i < count; i++) {
+    await new Promise((r) => setTimeout(r, intervalMs));
+    gc();
+    samples.push(process.memoryUsage().rss);
+  }
+  await consumer.stop();
+  return { early: samples[1]!, late: samples[samples.length - 1]! };
+}
+
+export const mb = (bytes: number): string => fmt(bytes / 1024 / 1024, 1);

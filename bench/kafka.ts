@@ -8,7 +8,7 @@
 import { randomUUID } from 'node:crypto';
 import { Kafka, logLevel, type Admin } from 'kafkajs';
 import { kafkaConsumer, kafkaPublisher } from '../adapters/kafka/index.js';
-import { consumerRate, fmt, ratio, table } from './harness.js';
+import { consumerRate, fmt, gc, mb, ratio, rssWhileConsuming, table } from './harness.js';
 
 const BROKERS = (process.env.KAFKA_BROKERS ?? '127.0.0.1:9092').split(',').map((b) => b.trim());
 const BODY = JSON.stringify({ id: 'x'.repeat(16), amountCents: 1234, currency: 'EUR' });
@@ -98,6 +98,25 @@ export async function run(): Promise<string> {
     const rawSlow = await rawConsume(kafka, slow, M, 3, wait5);
     const oursSlow = await sluiceConsume(slow, M, wait5);
 
+    // (c) 100,000 waiting, a slow handler: resident memory must follow the pool and the per-partition
+    // bound, not the backlog.
+    const deep = unique('bench-deep');
+    topics.push(deep);
+    await fill(kafka, admin, [deep], 100_000, 5000);
+    gc();
+    const before = process.memoryUsage().rss;
+    const { early, late } = await rssWhileConsuming(
+      kafkaConsumer({
+        kafka: { brokers: BROKERS, logLevel: logLevel.NOTHING },
+        groupId: unique('bench-deep'),
+        topics: [deep],
+        fromBeginning: true,
+        maxWaitTimeInMs: 100,
+        pool: { maxConcurrency: 16, maxQueueSize: 16 },
+        handler: () => new Promise((r) => setTimeout(r, 20)),
+      }),
+    );
+
     return [
       '## Kafka',
       '',
@@ -108,6 +127,7 @@ export async function run(): Promise<string> {
         [
           [`no-op handler, msgs/s (baseline: raw kafkajs eachMessage, autoCommit), ${fmt(N)} messages`, fmt(oursBest), fmt(rawBest), ratio(oursBest, rawBest), '≥ 0.90×'],
           [`5 ms handler, 2,000 keys, msgs/s (baseline: raw eachMessage, partitionsConsumedConcurrently 3), ${fmt(M)} messages`, fmt(oursSlow), fmt(rawSlow), ratio(oursSlow, rawSlow), 'well above 1×'],
+          [`RSS with 100,000 waiting, slow handler, pool 16 + 16: late / early sample (MB)`, `${mb(late)} / ${mb(early)}`, `start ${mb(before)}`, ratio(late, early), '≈ 1.00× (flat)'],
         ],
       ),
     ].join('\n');

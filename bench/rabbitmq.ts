@@ -7,7 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import { connect, type ChannelModel } from 'amqplib';
 import { rabbitConsumer } from '../adapters/rabbitmq/index.js';
-import { consumerRate, fmt, gc, ratio, table } from './harness.js';
+import { consumerRate, fmt, gc, mb, ratio, rssWhileConsuming, table } from './harness.js';
 
 const URL_ = process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
 const BODY = Buffer.from(JSON.stringify({ id: 'x'.repeat(16), amountCents: 1234, currency: 'EUR' }));
@@ -81,24 +81,15 @@ export async function run(): Promise<string> {
     await fill(admin, deep, 100_000);
     gc();
     const before = process.memoryUsage().rss;
-    const consumer = rabbitConsumer({
-      url: URL_,
-      queue: deep,
-      declare: { durable: false },
-      pool: { maxConcurrency: 16, maxQueueSize: 16 },
-      handler: () => new Promise((r) => setTimeout(r, 20)),
-    });
-    await consumer.start();
-    const samples: number[] = [];
-    for (let i = 0; i < 10; i++) {
-      await new Promise((r) => setTimeout(r, 300));
-      gc();
-      samples.push(process.memoryUsage().rss);
-    }
-    await consumer.stop();
-    const early = samples[1]!;
-    const late = samples[samples.length - 1]!;
-    const mb = (b: number) => fmt(b / 1024 / 1024, 1);
+    const { early, late } = await rssWhileConsuming(
+      rabbitConsumer({
+        url: URL_,
+        queue: deep,
+        declare: { durable: false },
+        pool: { maxConcurrency: 16, maxQueueSize: 16 },
+        handler: () => new Promise((r) => setTimeout(r, 20)),
+      }),
+    );
 
     return [
       '## RabbitMQ',
