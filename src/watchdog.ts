@@ -4,6 +4,13 @@
  */
 export class StallWatchdog {
   #timer: NodeJS.Timeout | undefined;
+  /**
+   * Progress is counted, not timed: `progress()` runs once per message, and a clock read there
+   * was a visible share of the per-message cost. `check()` notes when the count last moved, so a
+   * stall is seen at most one check interval late.
+   */
+  #progressCount = 0;
+  #seenCount = 0;
   #lastProgress = performance.now();
   #stalledAt: number | undefined;
 
@@ -33,7 +40,7 @@ export class StallWatchdog {
   }
 
   progress(): void {
-    this.#lastProgress = performance.now();
+    this.#progressCount++;
     if (this.#stalledAt !== undefined) {
       const stalledMs = performance.now() - this.#stalledAt;
       this.#stalledAt = undefined;
@@ -42,6 +49,10 @@ export class StallWatchdog {
   }
 
   check(now = performance.now()): void {
+    if (this.#progressCount !== this.#seenCount) {
+      this.#seenCount = this.#progressCount;
+      this.#lastProgress = now;
+    }
     const inFlight = this.inFlight();
     if (this.#stalledAt !== undefined || inFlight === 0) return;
     const sinceMs = now - this.#lastProgress;

@@ -31,6 +31,8 @@ export class PartitionState {
   /** Held outside the pool besides lane followers: retries waiting out their backoff, messages waiting for room. */
   waiting = 0;
   revoked = false;
+  /** Set while the batch loop waits for held messages to go to the pool (see #awaitRelease). */
+  onRelease: (() => void) | undefined;
   readonly retryTimers = new Set<NodeJS.Timeout>();
 
   constructor(

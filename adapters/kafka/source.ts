@@ -254,6 +254,10 @@ export class KafkaSource implements Source {
         // Its key is busy: it waits here, counted against the partition's bound.
         if (state.held >= max) {
           resolve();
+          check = true;
+          // Waiting here keeps the fetched batch: a pause and seek back made kafkajs fetch it again
+          // (and sleep maxWaitTimeInMs while every partition was paused) — 20× slower with hot keys.
+          if (await this.#awaitRelease(state, heartbeat)) continue;
           this.#pause(state, 'held');
           return this.#seek(state, offset);
         }
@@ -297,22 +301,46 @@ export class KafkaSource implements Source {
    */
   async #awaitRoom(state: PartitionState, heartbeat: () => Promise<void>): Promise<boolean> {
     this.#pause(state, 'overload');
-    const room = this.#waitForRoom();
+    if (!(await this.#heartbeatUntil(this.#waitForRoom(), heartbeat))) return false;
+    // Let the runtime's own resume (it waits on the same pool event) run first.
+    await new Promise((r) => setImmediate(r));
+    return state.reasons.size === 0 && !state.revoked && !this.#stopped;
+  }
+
+  /**
+   * Waits, inside the batch, until half of the partition's held messages have gone to the pool.
+   * Bounded in time (a retry backing off for long must not hold kafkajs's loop): false when the
+   * caller should pause and seek back instead.
+   */
+  async #awaitRelease(state: PartitionState, heartbeat: () => Promise<void>): Promise<boolean> {
+    // Paused meanwhile, as for the pool's room: a cheap flag in kafkajs while the batch is kept.
+    this.#pause(state, 'held');
+    let timer: NodeJS.Timeout | undefined;
+    const released = new Promise<boolean>((resolve) => {
+      state.onRelease = () => resolve(true);
+      timer = setTimeout(() => resolve(false), Math.max(1000, this.#o.maxWaitTimeInMs));
+    });
+    const ok = await this.#heartbeatUntil(released, heartbeat);
+    clearTimeout(timer);
+    state.onRelease = undefined;
+    return ok && state.reasons.size === 0 && !state.revoked && !this.#stopped;
+  }
+
+  /** Waits for `ready`, heartbeating the group meanwhile; false when ready says so or a heartbeat fails (a rebalance). */
+  async #heartbeatUntil(ready: Promise<unknown>, heartbeat: () => Promise<void>): Promise<boolean> {
+    const done = ready.then((value) => value !== false);
     for (;;) {
       let timer: NodeJS.Timeout | undefined;
-      const beat = new Promise<false>((r) => (timer = setTimeout(() => r(false), this.#o.heartbeatInterval)));
-      const ready = await Promise.race([room.then(() => true), beat]);
+      const beat = new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), this.#o.heartbeatInterval)));
+      const result = await Promise.race([done, beat]);
       clearTimeout(timer);
-      if (ready) break;
+      if (result !== undefined) return result;
       try {
         await heartbeat();
       } catch {
         return false; // a rebalance: kafkajs rejoins once this batch returns
       }
     }
-    // Let the runtime's own resume (it waits on the same pool event) run first.
-    await new Promise((r) => setImmediate(r));
-    return state.reasons.size === 0 && !state.revoked && !this.#stopped;
   }
 
   /** Keys that are not valid UTF-8 may share a lane after decoding: more order than needed, never less. */
@@ -419,9 +447,13 @@ export class KafkaSource implements Source {
     return this.#room;
   }
 
-  /** A message left the adapter's hands: lift the bound's pause once half of it is free. */
+  /** A message left the adapter's hands: once half of the bound is free, wake the batch waiting on it, or lift its pause. */
   #release(state: PartitionState): void {
-    if (state.reasons.has('held') && state.held <= this.#o.maxHeldPerPartition / 2) this.#unpause(state, 'held');
+    if (state.held > this.#o.maxHeldPerPartition / 2) return;
+    const wake = state.onRelease;
+    state.onRelease = undefined;
+    wake?.();
+    if (state.reasons.has('held')) this.#unpause(state, 'held');
   }
 
   // --- pause and seek -----------------------------------------------------------------------
