@@ -1,52 +1,22 @@
 /**
- * WorkerPool against p-limit and p-queue in the same process and run:
- * throughput of submit + complete on trivial async tasks, and heap per waiting task.
+ * WorkerPool against p-limit and p-queue in the same run: throughput of submit + complete on
+ * trivial async tasks (each measurement in a fresh process, rounds alternating the contenders),
+ * and heap per waiting task.
  */
+import { execFile } from 'node:child_process';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { promisify } from 'node:util';
 import pLimit from 'p-limit';
 import PQueue from 'p-queue';
-import { pathToFileURL } from 'node:url';
 import { WorkerPool } from '../src/index.js';
-import { fmt, gc, opsPerSecond, ratio, table } from './harness.js';
+import { CONCURRENCY, TASKS, type Contender } from './pool-contenders.js';
+import { fmt, gc, ratio, table } from './harness.js';
 
-const TASKS = 200_000;
-const CONCURRENCY = 16;
-const trivial = async () => {};
-
-/** Every task submitted at once; the queue holds what does not run (bound = TASKS, enforced). */
-async function sluiceBurst(): Promise<void> {
-  const pool = new WorkerPool({ maxConcurrency: CONCURRENCY, maxQueueSize: TASKS });
-  const tasks: Promise<void>[] = new Array(TASKS);
-  for (let i = 0; i < TASKS; i++) {
-    const r = pool.submit(trivial);
-    if (!r.ok) throw new Error(`unexpected ${r.error}`);
-    tasks[i] = r.task;
-  }
-  await Promise.all(tasks);
-}
-
-/** A producer that respects a small bound: on `overloaded` it waits for room, as an adapter does. */
-async function sluiceBounded(): Promise<void> {
-  const pool = new WorkerPool({ maxConcurrency: CONCURRENCY, maxQueueSize: 64 });
-  for (let i = 0; i < TASKS; ) {
-    const r = pool.submit(trivial);
-    if (r.ok) i++;
-    else await pool.whenAvailable();
-  }
-  await pool.close();
-}
-
-async function pLimitBurst(): Promise<void> {
-  const limit = pLimit(CONCURRENCY);
-  const tasks: Promise<void>[] = new Array(TASKS);
-  for (let i = 0; i < TASKS; i++) tasks[i] = limit(trivial);
-  await Promise.all(tasks);
-}
-
-async function pQueueBurst(): Promise<void> {
-  const queue = new PQueue({ concurrency: CONCURRENCY });
-  const tasks: Promise<void>[] = new Array(TASKS);
-  for (let i = 0; i < TASKS; i++) tasks[i] = queue.add(trivial);
-  await Promise.all(tasks);
+/** tasks/s of one contender, measured in a process of its own. */
+async function measure(contender: Contender): Promise<number> {
+  const script = fileURLToPath(new URL('./pool-contenders.ts', import.meta.url));
+  const { stdout } = await promisify(execFile)(process.execPath, ['--expose-gc', '--import', 'tsx', script, contender]);
+  return Number(stdout.trim());
 }
 
 const WAITING = 100_000;
@@ -82,21 +52,15 @@ async function heapPerWaiting(kind: 'sluice' | 'p-limit' | 'p-queue'): Promise<n
 
 export async function run(): Promise<string> {
   const runs = 7;
-  // Warm up every contender once so JIT state is comparable.
-  for (const f of [sluiceBurst, pLimitBurst, pQueueBurst, sluiceBounded]) await f();
-  // Rounds alternate the contenders, so a slow stretch of a shared machine hits them all alike.
-  const best = { sluice: 0, bounded: 0, limit: 0, queue: 0 };
+  // Rounds alternate the contenders, so a slow stretch of a shared machine hits them all alike;
+  // each ratio is the median of the per-round ratios, which cancels most of that drift.
+  const rounds: Record<Contender, number>[] = [];
   for (let round = 0; round < runs; round++) {
-    gc();
-    best.sluice = Math.max(best.sluice, await opsPerSecond(TASKS, sluiceBurst));
-    gc();
-    best.limit = Math.max(best.limit, await opsPerSecond(TASKS, pLimitBurst));
-    gc();
-    best.bounded = Math.max(best.bounded, await opsPerSecond(TASKS, sluiceBounded));
-    gc();
-    best.queue = Math.max(best.queue, await opsPerSecond(TASKS, pQueueBurst));
+    rounds.push({ sluice: await measure('sluice'), limit: await measure('limit'), bounded: await measure('bounded'), queue: await measure('queue') });
   }
-  const { sluice, bounded, limit, queue } = best;
+  const median = (values: number[]) => [...values].sort((a, b) => a - b)[values.length >> 1]!;
+  const rate = (k: Contender) => median(rounds.map((r) => r[k]));
+  const vsLimit = (k: Contender) => `${median(rounds.map((r) => r[k] / r.limit)).toFixed(2)}×`;
   const heap = {
     sluice: await heapPerWaiting('sluice'),
     limit: await heapPerWaiting('p-limit'),
@@ -105,15 +69,15 @@ export async function run(): Promise<string> {
   return [
     '## Pool: submit + complete, trivial async tasks',
     '',
-    `${fmt(TASKS)} tasks of \`async () => {}\`, concurrency ${CONCURRENCY}, best of ${runs} alternating rounds, same process. Target: sluice ≥ 1.5× p-limit.`,
+    `${fmt(TASKS)} tasks of \`async () => {}\`, concurrency ${CONCURRENCY}, a fresh process per measurement, median of ${runs} alternating rounds (ratios: median of the per-round ratios). Target: sluice ≥ 1.5× p-limit.`,
     '',
     table(
       ['contender', 'tasks/s', 'vs p-limit'],
       [
-        ['sluice WorkerPool (all submitted at once)', fmt(sluice), ratio(sluice, limit)],
-        ['sluice WorkerPool (producer bounded to 16 + 64, waits on overload)', fmt(bounded), ratio(bounded, limit)],
-        ['p-limit', fmt(limit), ratio(limit, limit)],
-        ['p-queue', fmt(queue), ratio(queue, limit)],
+        ['sluice WorkerPool (all submitted at once)', fmt(rate('sluice')), vsLimit('sluice')],
+        ['sluice WorkerPool (producer bounded to 16 + 64, waits on overload)', fmt(rate('bounded')), vsLimit('bounded')],
+        ['p-limit', fmt(rate('limit')), '1.00×'],
+        ['p-queue', fmt(rate('queue')), vsLimit('queue')],
       ],
     ),
     '',
