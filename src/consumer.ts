@@ -11,6 +11,8 @@ import { abortableDelay } from './reconnect.js';
 
 interface Entry {
   delivery: Delivery;
+  /** #process began (synchronously inside submit when a slot was free). */
+  started: boolean;
   settled: boolean;
   /** Why the handler must stop (its timeout, the stop deadline); undefined while it may run. */
   abortReason: unknown;
@@ -184,7 +186,7 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
   // --- dispatch ---------------------------------------------------------------------------
 
   #dispatch(delivery: Delivery): DispatchResult {
-    const entry: Entry = { delivery, settled: false, abortReason: undefined, controller: undefined, onAbort: undefined };
+    const entry: Entry = { delivery, started: false, settled: false, abortReason: undefined, controller: undefined, onAbort: undefined };
     if (this.#state === 'stopping' || this.#state === 'stopped') {
       this.#settle(entry, 'give-back', () => this.#giveBack(entry, 'shutdown'));
       return 'stopping';
@@ -207,20 +209,25 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
     this.#overloadStreak = 0;
     if (this.#inFlight.size === 0) this.#watchdog.progress();
     this.#inFlight.add(entry);
-    submitted.task.then(
-      () => this.#inFlight.delete(entry),
-      // Only a task cancelled before it ran rejects (#process never does): it was not processed.
-      () => {
+    // #process leaves #inFlight itself. Only a queued task can be cancelled before it runs (the
+    // pool rejects it; #process never rejects): it was not processed, give it back. A task that
+    // started at once (a free slot) needs no such watch: a promise and two closures less.
+    if (!entry.started) {
+      submitted.task.then(undefined, () => {
         this.#inFlight.delete(entry);
         this.#settle(entry, 'give-back', () => this.#giveBack(entry, 'shutdown'));
-      },
-    );
+      });
+    }
     return 'accepted';
   }
 
   async #process(entry: Entry, poolSignal: AbortSignal): Promise<void> {
+    entry.started = true;
     // Aborted while it waited in the pool's queue (stop deadline): it never runs; give it back.
-    if (entry.abortReason !== undefined) return this.#settle(entry, 'give-back', () => this.#giveBack(entry, 'shutdown'));
+    if (entry.abortReason !== undefined) {
+      this.#inFlight.delete(entry);
+      return this.#settle(entry, 'give-back', () => this.#giveBack(entry, 'shutdown'));
+    }
     this.#watchPool(poolSignal);
     const { message } = entry.delivery;
     const attempt = message.deliveryAttempt;
@@ -249,6 +256,7 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
       }
     }
     await this.#settleOutcome(entry, outcome, attempt, started === undefined ? 0 : performance.now() - started);
+    this.#inFlight.delete(entry);
     this.#watchdog.progress();
     // A handler that ignored its signal and lost the race still holds its slot until it really ends: the bound stays true.
     if (raced) await raced.catch(noop);

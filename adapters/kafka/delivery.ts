@@ -34,7 +34,7 @@ function headerText(value: unknown): string | undefined {
 }
 
 export function toMessage(work: Work): Message<KafkaRecord> {
-  const { topic, partition, message } = work.record;
+  const { topic, partition, message } = work;
   const headers = (message.headers ?? {}) as Headers;
   return new Message({
     body: message.value ?? EMPTY,
@@ -45,7 +45,7 @@ export function toMessage(work: Work): Message<KafkaRecord> {
     source: topic,
     deliveryAttempt: work.attempt,
     redelivered: work.attempt > 1,
-    raw: work.record,
+    raw: work,
   });
 }
 
@@ -73,7 +73,7 @@ export class KafkaDelivery implements Delivery<KafkaRecord> {
 
   async deadLetter(info: DeadLetterInfo): Promise<void> {
     const { state, work, hooks } = this;
-    const { topic, partition, message: raw } = work.record;
+    const { topic, partition, message: raw } = work;
     const headers = deadLetterHeaders(this.message, info);
     headers[ORIGIN_HEADERS.topic] = topic;
     headers[ORIGIN_HEADERS.partition] = String(partition);

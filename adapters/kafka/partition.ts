@@ -5,9 +5,8 @@ import type { KafkaRecord } from './options.js';
 /** Why a partition is paused; it fetches again only when no reason is left. */
 export type PauseReason = 'source' | 'overload' | 'held' | 'stopped';
 
-/** One message on its way through the adapter. */
-export interface Work {
-  record: KafkaRecord;
+/** One message on its way through the adapter; itself the `KafkaRecord` a handler sees as `msg.raw` (one object less per message). */
+export interface Work extends KafkaRecord {
   offset: number;
   /** The message key as UTF-8 (`msg.key`). */
   key: string | undefined;

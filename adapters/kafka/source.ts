@@ -262,7 +262,7 @@ export class KafkaSource implements Source {
           return this.#seek(state, offset);
         }
         state.tracker.take(offset);
-        state.lanes.enqueue(lane, { record: { topic: batch.topic, partition: batch.partition, message }, offset, key, lane, attempt: 1 });
+        state.lanes.enqueue(lane, { topic: batch.topic, partition: batch.partition, message, offset, key, lane, attempt: 1 });
         taken = message.offset;
         i++;
         continue;
@@ -276,7 +276,7 @@ export class KafkaSource implements Source {
       }
       state.tracker.take(offset);
       if (lane !== undefined) state.lanes.begin(lane);
-      const result = this.#dispatch(state, { record: { topic: batch.topic, partition: batch.partition, message }, offset, key, lane, attempt: 1 });
+      const result = this.#dispatch(state, { topic: batch.topic, partition: batch.partition, message, offset, key, lane, attempt: 1 });
       if (result === 'accepted') {
         taken = message.offset;
         i++;
