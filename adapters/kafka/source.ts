@@ -488,6 +488,8 @@ export class KafkaSource implements Source {
   }
 
   #seek(state: PartitionState, offset: number): void {
+    // A revoked partition's position is its next owner's business (it starts at the last commit).
+    if (state.revoked) return;
     try {
       this.#client?.seek({ topic: state.topic, partition: state.partition, offset: String(offset) });
     } catch (error) {
