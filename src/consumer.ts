@@ -255,7 +255,8 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
         outcome = { ok: false, error: entry.abortReason ?? error };
       }
     }
-    await this.#settleOutcome(entry, outcome, attempt, started === undefined ? 0 : performance.now() - started);
+    const settling = this.#settleOutcome(entry, outcome, attempt, started === undefined ? 0 : performance.now() - started);
+    if (settling !== undefined) await settling;
     this.#inFlight.delete(entry);
     this.#watchdog.progress();
     // A handler that ignored its signal and lost the race still holds its slot until it really ends: the bound stays true.
@@ -294,25 +295,43 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
     );
   }
 
-  async #settleOutcome(entry: Entry, outcome: Outcome, attempt: number, durationMs: number): Promise<void> {
-    const { message } = entry.delivery;
-    if (outcome.ok) {
-      // #settle inlined: no closure and no async frame for the common case.
-      if (entry.settled) return;
-      entry.settled = true;
-      try {
-        await entry.delivery.ack();
-      } catch (error) {
-        this.emit('error', { error, during: 'ack', message });
-        return;
-      }
-      this.#counts.handled++;
-      this.#consecutiveFailures = 0;
-      // No event object when nobody listens.
-      if (this.listenerCount('handled') > 0) this.emit('handled', { message, attempt, durationMs });
-      return;
+  /** Exactly one broker action for the outcome. Synchronous (no promise) for a success acked synchronously. */
+  #settleOutcome(entry: Entry, outcome: Outcome, attempt: number, durationMs: number): void | Promise<void> {
+    if (outcome.ok) return this.#ack(entry, attempt, durationMs);
+    return this.#settleFailure(entry, outcome.error, attempt, durationMs);
+  }
+
+  /** #settle for the common case, inlined: no closure, and no promise when the adapter acks synchronously. */
+  #ack(entry: Entry, attempt: number, durationMs: number): void | Promise<void> {
+    if (entry.settled) return;
+    entry.settled = true;
+    let done: void | Promise<void>;
+    try {
+      done = entry.delivery.ack();
+    } catch (error) {
+      return this.#ackFailed(entry, error);
     }
-    const error = outcome.error;
+    // Anything but a thenable is a synchronous ack (a `() => void` may still return a value).
+    if (typeof (done as Promise<void> | undefined)?.then !== 'function') return this.#acked(entry, attempt, durationMs);
+    return (done as Promise<void>).then(
+      () => this.#acked(entry, attempt, durationMs),
+      (error: unknown) => this.#ackFailed(entry, error),
+    );
+  }
+
+  #acked(entry: Entry, attempt: number, durationMs: number): void {
+    this.#counts.handled++;
+    this.#consecutiveFailures = 0;
+    // No event object when nobody listens.
+    if (this.listenerCount('handled') > 0) this.emit('handled', { message: entry.delivery.message, attempt, durationMs });
+  }
+
+  #ackFailed(entry: Entry, error: unknown): void {
+    this.emit('error', { error, during: 'ack', message: entry.delivery.message });
+  }
+
+  async #settleFailure(entry: Entry, error: unknown, attempt: number, durationMs: number): Promise<void> {
+    const { message } = entry.delivery;
     this.#counts.failed++;
     this.#consecutiveFailures++;
     if (error instanceof ShutdownError) {

@@ -8,8 +8,11 @@ import type { Message } from './message.js';
  */
 export interface Delivery<Raw = unknown> {
   readonly message: Message<Raw>;
-  /** Processed: remove it from the broker. */
-  ack(): Promise<void>;
+  /**
+   * Processed: remove it from the broker. May finish synchronously (return nothing, throw on
+   * failure) when the broker call is a local one (a buffered ack): no promise per message then.
+   */
+  ack(): void | Promise<void>;
   /**
    * Failed with attempts left: have it delivered again after `delayMs`, counted as attempt
    * `nextAttempt`. Must not lose it: the original is released only once the retry is safe.

@@ -63,7 +63,7 @@ export class KafkaDelivery implements Delivery<KafkaRecord> {
     this.message = toMessage(work);
   }
 
-  async ack(): Promise<void> {
+  ack(): void {
     this.hooks.finished(this.state, this.work);
   }
 

@@ -57,7 +57,7 @@ export class MemorySource implements Source {
     });
     return {
       message,
-      ack: async () => broker.ack(queue, tag),
+      ack: () => void broker.ack(queue, tag),
       retry: async (delayMs, nextAttempt) => broker.retryLater(queue, tag, delayMs, nextAttempt),
       deadLetter: async (info) => broker.moveTo(queue, tag, deadLetterQueue, deadLetterHeaders(message, info)),
       giveBack: async () => broker.requeue(queue, tag),

@@ -109,7 +109,7 @@ export class CoreSource implements Source {
     };
     return {
       message,
-      ack: async () => {},
+      ack: () => {},
       // natsSubscriber allows one attempt only: a retry would need a redelivery core NATS does not have.
       retry: async () => {
         throw new Error(`${this.name}: core NATS cannot redeliver; retry is not available`);

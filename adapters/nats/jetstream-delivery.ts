@@ -39,7 +39,7 @@ export class JetStreamDelivery implements Delivery<JsMsg> {
     });
   }
 
-  async ack(): Promise<void> {
+  ack(): void {
     this.scope.ack(this.msg);
   }
 

@@ -46,7 +46,7 @@ export class RabbitDelivery implements Delivery<ConsumeMessage> {
     this.message = toMessage(raw, scope.queue);
   }
 
-  async ack(): Promise<void> {
+  ack(): void {
     this.#usable('ack');
     this.session.acks.ack(this.raw.fields.deliveryTag);
   }
