@@ -53,6 +53,7 @@ export class KafkaSource implements Source {
   #resumes = 0;
   #commitTimer: NodeJS.Timeout | undefined;
   #commits: Promise<void> = Promise.resolve();
+  #beating: Promise<undefined> | undefined;
   readonly #hooks: DeliveryHooks;
 
   constructor(o: ResolvedKafkaOptions) {
@@ -302,8 +303,9 @@ export class KafkaSource implements Source {
   async #awaitRoom(state: PartitionState, heartbeat: () => Promise<void>): Promise<boolean> {
     this.#pause(state, 'overload');
     if (!(await this.#heartbeatUntil(this.#waitForRoom(), heartbeat))) return false;
-    // Let the runtime's own resume (it waits on the same pool event) run first.
-    await new Promise((r) => setImmediate(r));
+    // Paused by the runtime too (it refused a dispatch): let its resume, which waits on the same
+    // pool event, run first. Otherwise go on at once: a macrotask hop per wait was a visible cost.
+    if (state.reasons.has('source')) await new Promise((r) => setImmediate(r));
     return state.reasons.size === 0 && !state.revoked && !this.#stopped;
   }
 
@@ -326,14 +328,26 @@ export class KafkaSource implements Source {
     return ok && state.reasons.size === 0 && !state.revoked && !this.#stopped;
   }
 
+  /**
+   * Resolves every heartbeatInterval; shared by all waits, so that the many short waits of a busy
+   * pool (one per pool's worth of messages) do not each arm and clear a timer. kafkajs's heartbeat()
+   * sends only when its interval has passed, so an early beat costs nothing.
+   */
+  #beat(): Promise<undefined> {
+    this.#beating ??= new Promise((resolve) => {
+      setTimeout(() => {
+        this.#beating = undefined;
+        resolve(undefined);
+      }, this.#o.heartbeatInterval).unref();
+    });
+    return this.#beating;
+  }
+
   /** Waits for `ready`, heartbeating the group meanwhile; false when ready says so or a heartbeat fails (a rebalance). */
   async #heartbeatUntil(ready: Promise<unknown>, heartbeat: () => Promise<void>): Promise<boolean> {
     const done = ready.then((value) => value !== false);
     for (;;) {
-      let timer: NodeJS.Timeout | undefined;
-      const beat = new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), this.#o.heartbeatInterval)));
-      const result = await Promise.race([done, beat]);
-      clearTimeout(timer);
+      const result = await Promise.race([done, this.#beat()]);
       if (result !== undefined) return result;
       try {
         await heartbeat();
