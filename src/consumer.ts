@@ -257,10 +257,10 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
     }
     const settling = this.#settleOutcome(entry, outcome, attempt, started === undefined ? 0 : performance.now() - started);
     if (settling !== undefined) await settling;
-    this.#inFlight.delete(entry);
     this.#watchdog.progress();
     // A handler that ignored its signal and lost the race still holds its slot until it really ends: the bound stays true.
     if (raced) await raced.catch(noop);
+    this.#inFlight.delete(entry);
   }
 
   /** Races the handler against its timeout; the timeout aborts the signal and counts as a failure. */
