@@ -7,3 +7,8 @@ export function redactUrl(url: string): string {
 export function redactText(text: string): string {
   return text.replace(/([a-z][a-z0-9+.-]*:\/\/)([^:@/\s]*):([^@/\s]*)@/gi, (_m, scheme: string, user: string) => `${scheme}${user}:***@`);
 }
+
+/** An error's message (any other thrown value as text) fit for logs and error messages: passwords in URLs removed. */
+export function redactError(error: unknown): string {
+  return redactText(error instanceof Error ? error.message : String(error));
+}

@@ -1,6 +1,6 @@
 import type { Kafka, KafkaConfig, Message as KafkajsMessage, Producer, RecordMetadata } from 'kafkajs';
 import { injectTraceContext } from '../../src/ops/tracing.js';
-import { redactText } from '../../src/redact.js';
+import { redactError } from '../../src/redact.js';
 import { resolveKafka } from './options.js';
 
 export interface KafkaPublisherOptions {
@@ -33,7 +33,6 @@ export interface KafkaPublisher {
 /** The header sluice reads `msg.id` from (Kafka messages have no id of their own). */
 export const MESSAGE_ID_HEADER = 'message-id';
 
-const text = (error: unknown) => redactText(error instanceof Error ? error.message : String(error));
 
 /**
  * An idempotent producer (no duplicates from its own retries) that waits for all in-sync
@@ -43,7 +42,7 @@ export async function kafkaPublisher(options: KafkaPublisherOptions): Promise<Ka
   const { kafka, where } = resolveKafka('kafkaPublisher', options?.kafka);
   const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 5, allowAutoTopicCreation: true });
   await producer.connect().catch((error: unknown) => {
-    throw new Error(`kafkaPublisher: cannot connect to ${where}: ${text(error)}`, { cause: error });
+    throw new Error(`kafkaPublisher: cannot connect to ${where}: ${redactError(error)}`, { cause: error });
   });
   const publish = async (topic: string, messages: KafkajsMessage[]) => {
     // The active OpenTelemetry context (`traceparent`), when @opentelemetry/api is installed; a message's own headers win.

@@ -1,13 +1,12 @@
 import type { Consumer as KafkajsConsumer, EachBatchPayload } from 'kafkajs';
 import { withRetries } from '../../src/reconnect.js';
-import { redactText } from '../../src/redact.js';
+import { redactError } from '../../src/redact.js';
 import type { DispatchResult, Source, SourceContext } from '../../src/source.js';
 import { KafkaDelivery, type DeliveryHooks } from './delivery.js';
 import type { ResolvedKafkaOptions } from './options.js';
 import { PartitionState, partitionId, type PauseReason, type Work } from './partition.js';
 import { kafkaPublisher, type KafkaPublisher } from './publisher.js';
 
-const text = (error: unknown) => redactText(error instanceof Error ? error.message : String(error));
 const noop = () => {};
 
 /** Commit failures that only mean "the group moved on": the next owner reads from what was committed before. */
@@ -92,9 +91,9 @@ export class KafkaSource implements Source {
       policy: { maxAttempts: startAttempts, delayMs: (n) => backoff.delayMs(n) },
       signal: context.signal,
       onRetry: (error, attempt, delayMs) =>
-        context.report({ type: 'error', error: new Error(text(error)), detail: `connect attempt ${attempt} of ${startAttempts} failed; next in ${delayMs} ms` }),
+        context.report({ type: 'error', error: new Error(redactError(error)), detail: `connect attempt ${attempt} of ${startAttempts} failed; next in ${delayMs} ms` }),
     }).catch((error: unknown) => {
-      throw new Error(`${this.name}: could not start after ${startAttempts} attempt(s) against ${where}: ${text(error)}`, { cause: error });
+      throw new Error(`${this.name}: could not start after ${startAttempts} attempt(s) against ${where}: ${redactError(error)}`, { cause: error });
     });
     this.#commitTimer = setInterval(() => void this.#commit(), this.#o.commitIntervalMs);
     this.#commitTimer.unref();
@@ -128,7 +127,7 @@ export class KafkaSource implements Source {
     await this.#commit();
     const client = this.#client;
     this.#client = undefined;
-    await client?.disconnect().catch((error: unknown) => this.#context?.report({ type: 'error', error: new Error(text(error)), detail: 'disconnect' }));
+    await client?.disconnect().catch((error: unknown) => this.#context?.report({ type: 'error', error: new Error(redactError(error)), detail: 'disconnect' }));
     await this.#dlq?.close();
     this.#dlq = undefined;
   }
@@ -163,8 +162,8 @@ export class KafkaSource implements Source {
       this.#joined = false;
       if (!starting.done) return failed(payload.error);
       this.#crashes++;
-      this.#context?.report({ type: 'disconnected', error: new Error(text(payload.error)), detail: `${this.name}: kafkajs consumer crashed${payload.restart ? '; it restarts' : ' and does not restart'}` });
-      if (!payload.restart) this.#context?.report({ type: 'error', error: new Error(`${this.name}: kafkajs gave up after: ${text(payload.error)}`), detail: 'recovery gave up' });
+      this.#context?.report({ type: 'disconnected', error: new Error(redactError(payload.error)), detail: `${this.name}: kafkajs consumer crashed${payload.restart ? '; it restarts' : ' and does not restart'}` });
+      if (!payload.restart) this.#context?.report({ type: 'error', error: new Error(`${this.name}: kafkajs gave up after: ${redactError(payload.error)}`), detail: 'recovery gave up' });
     });
     this.#client = client;
     try {
@@ -497,7 +496,7 @@ export class KafkaSource implements Source {
       state.pausedInClient = want;
     } catch (error) {
       // Between a crash and kafkajs's restart there is no group to pause; the next join applies it.
-      this.#context?.report({ type: 'error', error: new Error(text(error)), detail: want ? 'pause' : 'resume' });
+      this.#context?.report({ type: 'error', error: new Error(redactError(error)), detail: want ? 'pause' : 'resume' });
     }
   }
 
@@ -507,7 +506,7 @@ export class KafkaSource implements Source {
     try {
       this.#client?.seek({ topic: state.topic, partition: state.partition, offset: String(offset) });
     } catch (error) {
-      this.#context?.report({ type: 'error', error: new Error(text(error)), detail: 'seek' });
+      this.#context?.report({ type: 'error', error: new Error(redactError(error)), detail: 'seek' });
     }
   }
 
@@ -538,7 +537,7 @@ export class KafkaSource implements Source {
     } catch (error) {
       const type = (error as { type?: string }).type;
       if ((type !== undefined && REBALANCE_ERRORS.has(type)) || !this.#joined) return;
-      this.#context?.report({ type: 'error', error: new Error(text(error)), detail: 'commit' });
+      this.#context?.report({ type: 'error', error: new Error(redactError(error)), detail: 'commit' });
     }
   }
 }

@@ -1,5 +1,5 @@
 import { connect, type ConnectionOptions, type NatsConnection } from 'nats';
-import { redactText } from '../../src/redact.js';
+import { redactError, redactText } from '../../src/redact.js';
 import { objectOption, stringOption } from '../../src/validate.js';
 
 /** How an adapter gets its NATS connection: made from `servers` (owned), or given (borrowed). */
@@ -42,7 +42,7 @@ export async function openConnection(c: ResolvedConnection, name: string): Promi
     const nc = await connect({ name, maxReconnectAttempts: -1, reconnectTimeWait: 250, ...c.connectOptions, servers: c.servers });
     return { nc, owned: true };
   } catch (cause) {
-    const reason = cause instanceof Error ? redactText(cause.message) : String(cause);
+    const reason = redactError(cause);
     throw new Error(`NATS at ${c.where} unreachable: ${reason}`, { cause });
   }
 }

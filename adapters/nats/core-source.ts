@@ -2,7 +2,7 @@ import type { Msg, NatsConnection, Subscription } from 'nats';
 import { deadLetterHeaders, type DeadLetterInfo } from '../../src/dead-letter.js';
 import { Message } from '../../src/message.js';
 import { withRetries } from '../../src/reconnect.js';
-import { redactText } from '../../src/redact.js';
+import { redactError } from '../../src/redact.js';
 import { retryPolicy } from '../../src/retry.js';
 import type { Delivery, Source, SourceContext } from '../../src/source.js';
 import { openConnection, watchStatus, type ResolvedConnection } from './connection.js';
@@ -44,7 +44,7 @@ export class CoreSource implements Source {
       policy: retryPolicy({ maxAttempts: this.o.startAttempts, backoff: { initialMs: 100, maxMs: 2000 } }, this.name),
       signal: ctx.signal,
     }).catch((error: unknown) => {
-      throw new Error(`${this.name}: could not start after ${this.o.startAttempts} attempt(s): ${redactText(error instanceof Error ? error.message : String(error))}`, { cause: error });
+      throw new Error(`${this.name}: could not start after ${this.o.startAttempts} attempt(s): ${redactError(error)}`, { cause: error });
     });
     this.#nc = opened.nc;
     this.#owned = opened.owned;

@@ -1,6 +1,6 @@
 import { AckPolicy, DeliverPolicy, nanos, type ConsumerConfig, type ConsumerMessages, type Consumer as JsConsumer, type JetStreamClient, type JetStreamManager, type JsMsg, type NatsConnection } from 'nats';
 import { abortableDelay, withRetries } from '../../src/reconnect.js';
-import { redactText } from '../../src/redact.js';
+import { redactError } from '../../src/redact.js';
 import type { RetryPolicy } from '../../src/retry.js';
 import type { Source, SourceContext } from '../../src/source.js';
 import { openConnection, watchStatus, type ResolvedConnection } from './connection.js';
@@ -20,7 +20,6 @@ export interface ResolvedJetStreamOptions {
   backoff: RetryPolicy;
 }
 
-const text = (e: unknown) => redactText(e instanceof Error ? e.message : String(e));
 
 /**
  * JetStream pull consumer whose pulls never ask for more than the pool can take: each pull
@@ -83,7 +82,7 @@ export class JetStreamSource implements Source {
       signal: ctx.signal,
       onRetry: (error, attempt, delayMs) => ctx.report({ type: 'error', error, detail: `start attempt ${attempt} of ${this.o.startAttempts} failed; next in ${delayMs} ms` }),
     }).catch((error: unknown) => {
-      throw new Error(`${this.name}: could not start after ${this.o.startAttempts} attempt(s): ${text(error)}`, { cause: error });
+      throw new Error(`${this.name}: could not start after ${this.o.startAttempts} attempt(s): ${redactError(error)}`, { cause: error });
     });
     watchStatus(this.#nc!, (event) => ctx.report(event as never));
     this.#keepAlive = setInterval(() => this.#keepWorking(), Math.max(100, this.#ackWaitMs / 3));
@@ -134,7 +133,7 @@ export class JetStreamSource implements Source {
     try {
       await jsm.streams.info(stream);
     } catch (cause) {
-      throw new Error(`stream "${stream}" not found (${text(cause)})`, { cause });
+      throw new Error(`stream "${stream}" not found (${redactError(cause)})`, { cause });
     }
     if (consumerConfig) {
       const config: Partial<ConsumerConfig> = {
@@ -158,7 +157,7 @@ export class JetStreamSource implements Source {
     try {
       info = await jsm.consumers.info(stream, durable);
     } catch (cause) {
-      throw new Error(`consumer "${durable}" not found on stream "${stream}" (${text(cause)}); give consumerConfig to have it created`, { cause });
+      throw new Error(`consumer "${durable}" not found on stream "${stream}" (${redactError(cause)}); give consumerConfig to have it created`, { cause });
     }
     this.#ackWaitMs = Math.max(1000, Number(info.config.ack_wait ?? nanos(30_000)) / 1e6);
     this.#consumer = await this.#js.consumers.get(stream, durable);
@@ -208,7 +207,7 @@ export class JetStreamSource implements Source {
   }
 
   async #recover(error: unknown, failures: number): Promise<void> {
-    this.#ctx.report({ type: failures === 1 ? 'disconnected' : 'error', error, detail: `${this.name}: pull failed: ${text(error)}` });
+    this.#ctx.report({ type: failures === 1 ? 'disconnected' : 'error', error, detail: `${this.name}: pull failed: ${redactError(error)}` });
     // Pulls still waiting were sent to what failed: end them now rather than at their expiry (what
     // they had delivered is dispatched; what the server sends after is unacked and comes back).
     for (const batch of this.#batches) batch.stop();
@@ -249,7 +248,7 @@ export class JetStreamSource implements Source {
     try {
       await this.#jsm.consumers.info(this.o.stream, this.o.durable);
     } catch (error) {
-      if (this.#stopped || !/not found/i.test(text(error))) return; // a timeout or a cut: the pulls report those
+      if (this.#stopped || !/not found/i.test(redactError(error))) return; // a timeout or a cut: the pulls report those
       this.#pullError = error;
       this.#notify();
     }

@@ -1,6 +1,6 @@
 import { connect, type ChannelModel, type ConfirmChannel, type Options } from 'amqplib';
 import { injectTraceContext } from '../../src/ops/tracing.js';
-import { redactText } from '../../src/redact.js';
+import { redactError } from '../../src/redact.js';
 import { publishConfirmed } from './confirm.js';
 
 export interface RabbitPublisherOptions {
@@ -38,7 +38,7 @@ export async function rabbitPublisher(options: RabbitPublisherOptions): Promise<
   const connection =
     options.connection ??
     (await connect(options.url!, options.socketOptions).catch((error: unknown) => {
-      throw new Error(`rabbitPublisher: cannot connect: ${redactText(error instanceof Error ? error.message : String(error))}`, { cause: error });
+      throw new Error(`rabbitPublisher: cannot connect: ${redactError(error)}`, { cause: error });
     }));
   if (owned) connection.on('error', () => {}); // its 'close' reaches every pending publish as an error
   const channel = await connection.createConfirmChannel();

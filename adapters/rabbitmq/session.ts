@@ -1,6 +1,6 @@
 import { connect, type Channel, type ChannelModel, type ConfirmChannel, type Options } from 'amqplib';
 import type { EventEmitter } from 'node:events';
-import { redactText } from '../../src/redact.js';
+import { redactError, redactText } from '../../src/redact.js';
 import { AckBatcher } from './acks.js';
 
 /** A closed channel or connection: deliveries of it can no longer be acked (RabbitMQ requeues them). */
@@ -79,7 +79,7 @@ export class Session {
     try {
       connection = from.connection ?? (await connect(from.url as string | Options.Connect, from.socketOptions));
     } catch (cause) {
-      const reason = cause instanceof Error ? redactText(cause.message) : String(cause);
+      const reason = redactError(cause);
       throw new Error(`RabbitMQ at ${from.where} unreachable: ${reason}`, { cause });
     }
     try {

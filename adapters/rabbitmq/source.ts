@@ -1,12 +1,11 @@
 import type { Channel, ConsumeMessage } from 'amqplib';
 import { withRetries } from '../../src/reconnect.js';
-import { redactText } from '../../src/redact.js';
+import { redactError } from '../../src/redact.js';
 import type { Source, SourceContext } from '../../src/source.js';
 import { RabbitDelivery, type DeliveryScope } from './delivery.js';
 import type { QueueDeclaration, ResolvedRabbitOptions } from './options.js';
 import { Session } from './session.js';
 
-const message = (error: unknown) => redactText(error instanceof Error ? error.message : String(error));
 
 /**
  * RabbitMQ's Source: basic.consume with prefetch as the broker-side credit, basic.cancel to
@@ -43,7 +42,7 @@ export class RabbitSource implements Source {
       onRetry: (error, attempt, delayMs) =>
         context.report({ type: 'error', error, detail: `connect attempt ${attempt} of ${this.o.startAttempts} failed; next in ${delayMs} ms` }),
     }).catch((error: unknown) => {
-      throw new Error(`${this.name}: could not start after ${this.o.startAttempts} attempt(s): ${message(error)}`, { cause: error });
+      throw new Error(`${this.name}: could not start after ${this.o.startAttempts} attempt(s): ${redactError(error)}`, { cause: error });
     });
     this.#session = session;
     await this.#consume(session);
@@ -87,7 +86,7 @@ export class RabbitSource implements Source {
       return session;
     } catch (error) {
       await session.close();
-      throw new Error(`setting up queue "${this.o.queue}" failed: ${message(error)}`, { cause: error });
+      throw new Error(`setting up queue "${this.o.queue}" failed: ${redactError(error)}`, { cause: error });
     }
   }
 
@@ -131,7 +130,7 @@ export class RabbitSource implements Source {
 
   #lost(session: Session, reason: Error): void {
     if (session !== this.#session || this.#stopped || !this.#context) return;
-    this.#context.report({ type: 'disconnected', error: reason, detail: `${this.name}: ${message(reason)}` });
+    this.#context.report({ type: 'disconnected', error: reason, detail: `${this.name}: ${redactError(reason)}` });
     this.#recovering ??= this.#recover().finally(() => (this.#recovering = undefined));
   }
 
