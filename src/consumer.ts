@@ -266,7 +266,7 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
   /** Races the handler against its timeout; the timeout aborts the signal and counts as a failure. */
   #withTimeout(handlerDone: Promise<void>, entry: Entry): Promise<Outcome> {
     const settled = handlerDone.then(
-      (): Outcome => ({ ok: true }),
+      (): Outcome => SUCCEEDED,
       (error: unknown): Outcome => ({ ok: false, error }),
     );
     const timeoutMs = this.#o.handlerTimeoutMs;
