@@ -5,59 +5,16 @@ import { PermanentError, ShutdownError, TaskTimeoutError } from './errors.js';
 import type { ConsumerEvents, ConsumerHealth, ConsumerState, ConsumerStatus, StopOptions, StopResult } from './consumer-events.js';
 import { resolveConsumerOptions, type ConsumerOptions, type ResolvedConsumerOptions } from './consumer-options.js';
 import type { Delivery, DispatchResult, Source, SourceContext, SourceEvent } from './source.js';
-import type { HandlerContext } from './handler.js';
+import { abortEntry, Context, Entry, InFlight, type EntryRunner } from './entry.js';
+import { RUN_JOB } from './pool/job.js';
 import { StallWatchdog } from './watchdog.js';
 import { abortableDelay } from './reconnect.js';
-
-interface Entry {
-  delivery: Delivery;
-  /** #process began (synchronously inside submit when a slot was free). */
-  started: boolean;
-  settled: boolean;
-  /** Why the handler must stop (its timeout, the stop deadline); undefined while it may run. */
-  abortReason: unknown;
-  /**
-   * The handler's signal, made only when the handler reads `ctx.signal`: an AbortController per
-   * message is the single largest cost of a no-op handler, so it is not paid unless used.
-   */
-  controller: AbortController | undefined;
-  /** Ends #withTimeout's race at once when the entry is aborted. */
-  onAbort: ((reason: unknown) => void) | undefined;
-}
-
-function abortEntry(entry: Entry, reason: unknown): void {
-  if (entry.abortReason !== undefined) return;
-  entry.abortReason = reason;
-  entry.controller?.abort(reason);
-  entry.onAbort?.(reason);
-}
 
 type Outcome = { ok: true } | { ok: false; error: unknown };
 const SUCCEEDED: Outcome = { ok: true };
 
 const noop = () => {};
 
-/**
- * The handler's `ctx`: a class, so that its `signal` getter is not a new closure per message.
- * The AbortController is made only when the handler reads `signal` (see Entry.controller).
- */
-class Context implements HandlerContext {
-  constructor(
-    readonly entry: Entry,
-    readonly poolSignal: AbortSignal,
-    readonly attempt: number,
-  ) {}
-
-  get signal(): AbortSignal {
-    const entry = this.entry;
-    if (!entry.controller) {
-      entry.controller = new AbortController();
-      const reason = entry.abortReason ?? (this.poolSignal.aborted ? this.poolSignal.reason : undefined);
-      if (reason !== undefined) entry.controller.abort(reason);
-    }
-    return entry.controller.signal;
-  }
-}
 /**
  * The consumer runtime: the one place where a handler's outcome becomes a broker action.
  * Adapters supply a Source (pull, pause, resume) and Deliveries (ack, retry, dead-letter,
@@ -70,7 +27,12 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   readonly #o: ResolvedConsumerOptions<any>;
   #state: ConsumerState = 'new';
-  #inFlight = new Set<Entry>();
+  #inFlight = new InFlight();
+  /** How entries reach this consumer when the pool starts or cancels them (one object, not a closure per message). */
+  readonly #runner: EntryRunner = {
+    process: (entry) => this.#process(entry),
+    cancelled: (entry) => this.#cancelled(entry),
+  };
   #stopping = new AbortController();
   #paused = false;
   #overloadStreak = 0;
@@ -186,13 +148,22 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
   // --- dispatch ---------------------------------------------------------------------------
 
   #dispatch(delivery: Delivery): DispatchResult {
-    const entry: Entry = { delivery, started: false, settled: false, abortReason: undefined, controller: undefined, onAbort: undefined };
+    const entry = new Entry(this.#runner, delivery);
     if (this.#state === 'stopping' || this.#state === 'stopped') {
       this.#settle(entry, 'give-back', () => this.#giveBack(entry, 'shutdown'));
       return 'stopping';
     }
-    const submitted = this.#o.pool.submit((signal) => this.#process(entry, signal));
-    if (!submitted.ok && submitted.error === 'closed') {
+    // In flight before the pool may start it (the handler runs inside this call when a slot is free).
+    const idle = this.#inFlight.size === 0;
+    this.#inFlight.add(entry);
+    const result = this.#o.pool[RUN_JOB](entry);
+    if (result === 'started' || result === 'queued') {
+      if (idle) this.#watchdog.progress();
+      this.#overloadStreak = 0;
+      return 'accepted';
+    }
+    this.#inFlight.delete(entry);
+    if (result === 'closed') {
       // A shared pool closed under a running consumer: hand the message back and stop pulling, no resume loop.
       this.#settle(entry, 'give-back', () => this.#giveBack(entry, 'shutdown'));
       if (!this.#paused) {
@@ -202,65 +173,79 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
       }
       return 'stopping';
     }
-    if (!submitted.ok) {
-      this.#overload(entry);
-      return 'overloaded';
-    }
-    this.#overloadStreak = 0;
-    if (this.#inFlight.size === 0) this.#watchdog.progress();
-    this.#inFlight.add(entry);
-    // #process leaves #inFlight itself. Only a queued task can be cancelled before it runs (the
-    // pool rejects it; #process never rejects): it was not processed, give it back. A task that
-    // started at once (a free slot) needs no such watch: a promise and two closures less.
-    if (!entry.started) {
-      submitted.task.then(undefined, () => {
-        this.#inFlight.delete(entry);
-        this.#settle(entry, 'give-back', () => this.#giveBack(entry, 'shutdown'));
-      });
-    }
-    return 'accepted';
+    this.#overload(entry);
+    return 'overloaded';
   }
 
-  async #process(entry: Entry, poolSignal: AbortSignal): Promise<void> {
+  /** A queued entry the pool cancelled (closed without drain): it was not processed, give it back. */
+  #cancelled(entry: Entry): void {
+    this.#inFlight.delete(entry);
+    this.#settle(entry, 'give-back', () => this.#giveBack(entry, 'shutdown'));
+  }
+
+  /** The pool gave the entry a slot. Never throws; ends with #end, which frees the slot. */
+  #process(entry: Entry): void {
     entry.started = true;
     // Aborted while it waited in the pool's queue (stop deadline): it never runs; give it back.
     if (entry.abortReason !== undefined) {
       this.#inFlight.delete(entry);
-      return this.#settle(entry, 'give-back', () => this.#giveBack(entry, 'shutdown'));
+      void this.#settle(entry, 'give-back', () => this.#giveBack(entry, 'shutdown')).then(() => entry.release());
+      return;
     }
-    this.#watchPool(poolSignal);
+    this.#watchPool(entry.poolSignal!);
     const { message } = entry.delivery;
-    const attempt = message.deliveryAttempt;
     // The clock is read only when someone takes durations (metrics do): per message it was a visible cost.
-    const started = this.listenerCount('handled') + this.listenerCount('failed') > 0 ? performance.now() : undefined;
-    const ctx = new Context(entry, poolSignal, attempt);
+    if (this.listenerCount('handled') + this.listenerCount('failed') > 0) entry.startedAt = performance.now();
+    const ctx = new Context(entry, message.deliveryAttempt);
     let handlerDone: Promise<void> | void;
     try {
       handlerDone = this.#o.handler(message as never, ctx);
     } catch (error) {
       handlerDone = Promise.reject(error);
     }
-    let outcome: Outcome = SUCCEEDED;
-    let raced: Promise<void> | undefined;
     if (this.#o.handlerTimeoutMs !== undefined) {
-      raced = Promise.resolve(handlerDone);
-      outcome = await this.#withTimeout(raced, entry);
-    } else {
-      // No timeout to race (the hot path): wait for the handler itself, no race promise. At the
-      // stop deadline, #stop gives back for a handler that ignores its signal.
-      try {
-        await handlerDone;
-      } catch (error) {
-        // Failed because it was aborted (the stop deadline): whatever it threw, that is a give-back.
-        outcome = { ok: false, error: entry.abortReason ?? error };
-      }
+      void this.#processTimed(entry, Promise.resolve(handlerDone));
+      return;
     }
-    const settling = this.#settleOutcome(entry, outcome, attempt, started === undefined ? 0 : performance.now() - started);
-    if (settling !== undefined) await settling;
+    // No timeout to race (the hot path): one reaction on the handler's own promise, no async
+    // function. A handler that returned no promise is settled a microtask later all the same:
+    // adapters may rely on no outcome arriving while their dispatch() call is still running.
+    const done = handlerDone instanceof Promise ? handlerDone : Promise.resolve(handlerDone);
+    done.then(
+      () => this.#outcome(entry, SUCCEEDED),
+      // Failed because it was aborted (the stop deadline): whatever it threw, that is a give-back.
+      (error: unknown) => this.#outcome(entry, { ok: false, error: entry.abortReason ?? error }),
+    );
+  }
+
+  /** The handler's outcome becomes one broker action; the slot is freed once that action is done. */
+  #outcome(entry: Entry, outcome: Outcome): void {
+    const durationMs = entry.startedAt === undefined ? 0 : performance.now() - entry.startedAt;
+    const settling = this.#settleOutcome(entry, outcome, entry.delivery.message.deliveryAttempt, durationMs);
+    if (settling === undefined) this.#end(entry);
+    else settling.then(() => this.#end(entry), () => this.#end(entry));
+  }
+
+  #end(entry: Entry): void {
     this.#watchdog.progress();
-    // A handler that ignored its signal and lost the race still holds its slot until it really ends: the bound stays true.
-    if (raced) await raced.catch(noop);
     this.#inFlight.delete(entry);
+    entry.release();
+  }
+
+  /** #process with a handler timeout: the handler races its timer. */
+  async #processTimed(entry: Entry, handlerDone: Promise<void>): Promise<void> {
+    const outcome = await this.#withTimeout(handlerDone, entry);
+    const durationMs = entry.startedAt === undefined ? 0 : performance.now() - entry.startedAt;
+    try {
+      const settling = this.#settleOutcome(entry, outcome, entry.delivery.message.deliveryAttempt, durationMs);
+      if (settling !== undefined) await settling;
+    } finally {
+      this.#watchdog.progress();
+      // A handler that ignored its signal and lost the race still holds its slot until it really ends: the bound stays true.
+      await handlerDone.catch(noop);
+      this.#inFlight.delete(entry);
+      entry.release();
+    }
   }
 
   /** Races the handler against its timeout; the timeout aborts the signal and counts as a failure. */
@@ -289,7 +274,7 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
     poolSignal.addEventListener(
       'abort',
       () => {
-        for (const entry of this.#inFlight) entry.controller?.abort(poolSignal.reason);
+        for (const entry of this.#inFlight.snapshot()) entry.controller?.abort(poolSignal.reason);
       },
       { once: true },
     );
@@ -422,10 +407,10 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
     const drained = await this.#inFlightDone(timeoutMs);
     if (!drained) {
       const reason = new ShutdownError(`consumer "${this.name}": stop deadline of ${timeoutMs} ms passed`);
-      for (const entry of this.#inFlight) abortEntry(entry, reason);
+      for (const entry of this.#inFlight.snapshot()) abortEntry(entry, reason);
       // Handlers that honour their signal settle (and give back) now; the rest are given back for them.
       await this.#inFlightDone(Math.min(1000, Math.max(50, timeoutMs / 10)));
-      for (const entry of this.#inFlight) await this.#settle(entry, 'give-back', () => this.#giveBack(entry, 'shutdown'));
+      for (const entry of this.#inFlight.snapshot()) await this.#settle(entry, 'give-back', () => this.#giveBack(entry, 'shutdown'));
     }
     this.#watchdog.stop();
     await this.source.close().catch((error: unknown) => this.emit('error', { error, during: 'close' }));

@@ -1,6 +1,7 @@
 import { TypedEmitter } from '../emitter.js';
 import { PoolClosedError, TaskTimeoutError } from '../errors.js';
 import { integerOption, numberOption } from '../validate.js';
+import { RUN_JOB, type FinishJob, type PoolJob, type RunJobResult } from './job.js';
 import { LinkedQueue, type QueueNode } from './linked-queue.js';
 import type {
   CloseOptions,
@@ -15,19 +16,64 @@ import type {
   WorkerPoolOptions,
 } from './types.js';
 
-interface Job {
-  fn: PoolTask<unknown>;
-  /** Only tasks that can be cut short one by one (caller signal, timeout) get their own controller. */
-  controller: AbortController | undefined;
-  detach: (() => void) | undefined;
-  node: QueueNode<Job> | undefined;
-  resolve: ((value: unknown) => void) | undefined;
-  reject: ((reason: unknown) => void) | undefined;
-  state: 'queued' | 'running' | 'done';
-}
-
 const noop = () => {};
 const OWNER = 'WorkerPool';
+
+/** submit()'s job: a function, and the promise of its outcome. */
+class TaskJob implements PoolJob {
+  state: PoolJob['state'] = 'new';
+  node: QueueNode<PoolJob> | undefined = undefined;
+  /** Unlinks it from its caller's signal and the pool's #linked set; set by #link. */
+  detach: (() => void) | undefined = undefined;
+  /** fn's own promise once it started at once; a deferred one while it waits in the queue. */
+  task: Promise<unknown> | undefined = undefined;
+  #resolve: ((value: unknown) => void) | undefined = undefined;
+  #reject: ((reason: unknown) => void) | undefined = undefined;
+
+  constructor(
+    readonly fn: PoolTask<unknown>,
+    /** Only tasks that can be cut short one by one (caller signal, timeout) get their own controller. */
+    readonly controller: AbortController | undefined,
+  ) {}
+
+  /** A queued task's promise, settled when it has run (or was cancelled). */
+  defer(): void {
+    this.task = new Promise<unknown>((resolve, reject) => {
+      this.#resolve = resolve;
+      this.#reject = reject;
+    });
+    // Nobody has to await a task: mark it handled; an awaiting caller still sees the rejection.
+    this.task.catch(noop);
+  }
+
+  start(signal: AbortSignal, finish: FinishJob): void {
+    let result: Promise<unknown>;
+    try {
+      result = Promise.resolve(this.fn(this.controller?.signal ?? signal));
+    } catch (error) {
+      result = Promise.reject(error);
+    }
+    // Registered first, so the slot is free before any caller's continuation runs.
+    result.then(
+      (value) => {
+        this.detach?.();
+        finish(this, false);
+        this.#resolve?.(value);
+      },
+      (error: unknown) => {
+        this.detach?.();
+        finish(this, true);
+        this.#reject?.(error);
+      },
+    );
+    this.task ??= result;
+  }
+
+  cancel(reason: unknown): void {
+    this.detach?.();
+    this.#reject?.(reason);
+  }
+}
 
 /**
  * A bounded pool: at most `maxConcurrency` tasks run, at most `maxQueueSize` wait, and
@@ -41,7 +87,9 @@ export class WorkerPool extends TypedEmitter<PoolEvents> implements AsyncDisposa
   #lowWaterMark: number;
   #lowWaterMarkSet: boolean;
   #active = 0;
-  #queue = new LinkedQueue<Job>();
+  #queue = new LinkedQueue<PoolJob>();
+  /** True while #dispatch starts queued jobs: a job finishing inside start() leaves the starting to that loop. */
+  #dispatching = false;
   #saturated = false;
   #busy = false;
   #closed = false;
@@ -49,7 +97,7 @@ export class WorkerPool extends TypedEmitter<PoolEvents> implements AsyncDisposa
   /** Shared by every task without a controller of its own; aborted by a non-draining close. */
   #lifetime = new AbortController();
   /** Jobs with a controller of their own; a non-draining close aborts them one by one (no listener per task on #lifetime). */
-  #linked = new Set<Job>();
+  #linked = new Set<TaskJob>();
   #completed = 0;
   #failed = 0;
   #rejected = 0;
@@ -76,7 +124,7 @@ export class WorkerPool extends TypedEmitter<PoolEvents> implements AsyncDisposa
   submit<T>(fn: PoolTask<T>, options?: SubmitOptions): SubmitResult<T> {
     if (typeof fn !== 'function') throw new TypeError(`${this.#owner()}: submit() needs a function, got ${typeof fn}`);
     const signal = options?.signal;
-    if (signal === undefined) return this.#accept(fn, undefined) as SubmitResult<T>;
+    if (signal === undefined) return this.#submit(new TaskJob(fn, undefined)) as SubmitResult<T>;
     if (signal.aborted) {
       if (this.#closed) return { ok: false, error: 'closed' };
       // Accepted and removed before running: it belongs in the books like any other cancelled task.
@@ -85,9 +133,9 @@ export class WorkerPool extends TypedEmitter<PoolEvents> implements AsyncDisposa
       task.catch(noop);
       return { ok: true, task };
     }
-    const controller = new AbortController();
-    const result = this.#accept(fn, controller);
-    if (result.job) this.#link(result.job, signal, () => signal.reason);
+    const job = new TaskJob(fn, new AbortController());
+    const result = this.#submit(job);
+    if (result.ok) this.#link(job, signal, () => signal.reason);
     return result as SubmitResult<T>;
   }
 
@@ -99,9 +147,9 @@ export class WorkerPool extends TypedEmitter<PoolEvents> implements AsyncDisposa
     if (typeof fn !== 'function') throw new TypeError(`${this.#owner()}: submitAwait() needs a function, got ${typeof fn}`);
     numberOption(this.#owner(), 'timeoutMs', timeoutMs === Infinity ? 0 : timeoutMs, { min: 0 });
     const controller = new AbortController();
-    const accepted = this.#accept(fn, controller);
+    const job = new TaskJob(fn, controller);
+    const accepted = this.#submit(job);
     if (!accepted.ok) return { ok: false, error: accepted.error };
-    const job = accepted.job!;
     this.#link(job, undefined, undefined);
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<'timeout'>((resolve) => {
@@ -232,75 +280,66 @@ export class WorkerPool extends TypedEmitter<PoolEvents> implements AsyncDisposa
 
   // --- internals -------------------------------------------------------------------------
 
-  #accept(fn: PoolTask<unknown>, controller: AbortController | undefined):
-    | { ok: true; task: Promise<unknown>; job: Job | undefined }
-    | { ok: false; error: 'overloaded' | 'closed'; job?: undefined } {
-    if (this.#closed) return { ok: false, error: 'closed' };
+  /** The runtime's entry (see job.ts): a job of its own, no function or promise of the pool's. */
+  [RUN_JOB](job: PoolJob): RunJobResult {
+    return this.#accept(job);
+  }
+
+  #submit(job: TaskJob): SubmitResult<unknown> {
+    const result = this.#accept(job);
+    if (result === 'closed' || result === 'overloaded') return { ok: false, error: result };
+    // Still queued (an event listener may have resized the pool and started it meanwhile).
+    if (job.state === 'queued') job.defer();
+    return { ok: true, task: job.task! };
+  }
+
+  #accept(job: PoolJob): RunJobResult {
+    if (this.#closed) return 'closed';
     if (this.#active < this.#maxConcurrency && this.#queue.size === 0) {
-      const job: Job = { fn, controller, detach: undefined, node: undefined, resolve: undefined, reject: undefined, state: 'running' };
-      const task = this.#run(job);
+      this.#start(job);
       this.#checkLevels();
-      return { ok: true, task, job };
+      return 'started';
     }
     if (this.#queue.size >= this.#maxQueueSize) {
       this.#rejected++;
       this.#checkLevels();
-      return { ok: false, error: 'overloaded' };
+      return 'overloaded';
     }
-    const job: Job = { fn, controller, detach: undefined, node: undefined, resolve: undefined, reject: undefined, state: 'queued' };
-    const task = new Promise<unknown>((resolve, reject) => {
-      job.resolve = resolve;
-      job.reject = reject;
-    });
-    // Nobody has to await a task: mark it handled; an awaiting caller still sees the rejection.
-    task.catch(noop);
+    job.state = 'queued';
     job.node = this.#queue.push(job);
     this.#checkLevels();
-    return { ok: true, task, job };
+    return 'queued';
   }
 
-  /** Starts a job; the returned promise settles with fn's outcome after the slot is released. */
-  #run(job: Job): Promise<unknown> {
+  #start(job: PoolJob): void {
     job.state = 'running';
     this.#active++;
-    let result: Promise<unknown>;
-    try {
-      result = Promise.resolve(job.fn(job.controller?.signal ?? this.#lifetime.signal));
-    } catch (error) {
-      result = Promise.reject(error);
-    }
-    // Registered first, so the slot is free before any caller's continuation runs.
-    result.then(
-      (value) => {
-        this.#completed++;
-        this.#release(job);
-        job.resolve?.(value);
-      },
-      (error: unknown) => {
-        this.#failed++;
-        this.#release(job);
-        job.reject?.(error);
-      },
-    );
-    return result;
+    job.start(this.#lifetime.signal, this.#finish);
   }
 
-  #release(job: Job): void {
+  /** Every job's end (one function for all, not a closure per job); a second call for the same job is ignored. */
+  readonly #finish: FinishJob = (job, failed) => {
+    if (job.state !== 'running') return;
     job.state = 'done';
-    job.detach?.();
+    if (failed) this.#failed++;
+    else this.#completed++;
     this.#active--;
     this.#dispatch();
     this.#checkLevels();
-  }
+  };
 
   #dispatch(): void {
-    while (this.#active < this.#maxConcurrency && this.#queue.size > 0) {
-      this.#run(this.#queue.shift()!);
+    if (this.#dispatching) return;
+    this.#dispatching = true;
+    try {
+      while (this.#active < this.#maxConcurrency && this.#queue.size > 0) this.#start(this.#queue.shift()!);
+    } finally {
+      this.#dispatching = false;
     }
   }
 
   /** Ties a job's own controller to the caller's signal; the pool's close reaches it through #linked. */
-  #link(job: Job, signal: AbortSignal | undefined, reason: (() => unknown) | undefined): void {
+  #link(job: TaskJob, signal: AbortSignal | undefined, reason: (() => unknown) | undefined): void {
     if (job.state === 'done') return;
     const controller = job.controller!;
     this.#linked.add(job);
@@ -317,12 +356,11 @@ export class WorkerPool extends TypedEmitter<PoolEvents> implements AsyncDisposa
     if (signal?.aborted) onCallerAbort();
   }
 
-  #cancelQueued(job: Job, reason: unknown): void {
+  #cancelQueued(job: PoolJob, reason: unknown): void {
     if (job.state !== 'queued' || !job.node || !this.#queue.remove(job.node)) return;
     job.state = 'done';
-    job.detach?.();
     this.#cancelled++;
-    job.reject?.(reason);
+    job.cancel(reason);
     this.#checkLevels();
   }
 
@@ -351,8 +389,7 @@ export class WorkerPool extends TypedEmitter<PoolEvents> implements AsyncDisposa
     let cancelled = 0;
     for (const job of this.#queue.drain()) {
       job.state = 'done';
-      job.detach?.();
-      job.reject?.(reason);
+      job.cancel(reason);
       cancelled++;
     }
     this.#cancelled += cancelled;

@@ -3,6 +3,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { PoolClosedError, TaskTimeoutError } from '../../src/errors.js';
 import type { PoolStatus, WorkerPoolOptions } from '../../src/pool/types.js';
 import { WorkerPool } from '../../src/pool/worker-pool.js';
+import { RUN_JOB, type FinishJob, type PoolJob } from '../../src/pool/job.js';
 
 // Captured before any test fakes the timers: lets every queued microtask and nextTick run,
 // whatever the fake clock says. It waits for the event loop, never for a wall-clock time.
@@ -1543,5 +1544,58 @@ describe('option errors leave the pool usable', () => {
   it('resize() without an object names what it needs', () => {
     const pool = new WorkerPool({ maxConcurrency: 1, maxQueueSize: 0 });
     expect(() => pool.resize(undefined as never)).toThrow(/resize\(\) needs an object/);
+  });
+});
+
+describe('the runtime job path (pool[RUN_JOB])', () => {
+  class TestJob implements PoolJob {
+    state: PoolJob['state'] = 'new';
+    node: PoolJob['node'] = undefined;
+    cancelledWith: unknown = undefined;
+    finish: FinishJob | undefined;
+    constructor(
+      readonly id: number,
+      readonly log: number[],
+      readonly endAtOnce: boolean,
+    ) {}
+    start(_signal: AbortSignal, finish: FinishJob): void {
+      this.log.push(this.id);
+      this.finish = finish;
+      if (this.endAtOnce) finish(this, false);
+    }
+    cancel(reason: unknown): void {
+      this.cancelledWith = reason;
+    }
+  }
+
+  it('jobs that end inside start() are started by the one dispatch loop, in order, without recursion', () => {
+    const pool = new WorkerPool({ maxConcurrency: 1, maxQueueSize: 20_000 });
+    const log: number[] = [];
+    const blocker = new TestJob(-1, log, false);
+    expect(pool[RUN_JOB](blocker)).toBe('started');
+    // 20,000 queued jobs that each end synchronously: a recursive dispatch would overflow the stack.
+    for (let i = 0; i < 20_000; i++) expect(pool[RUN_JOB](new TestJob(i, log, true))).toBe('queued');
+    expect(pool[RUN_JOB](new TestJob(99_999, log, true))).toBe('overloaded');
+    blocker.finish!(blocker, false);
+    expect(log).toEqual([-1, ...Array.from({ length: 20_000 }, (_, i) => i)]);
+    expect(pool.status()).toMatchObject({ active: 0, pending: 0, completed: 20_001, rejected: 1 });
+    // A second finish of the same job is ignored: the books stay right.
+    blocker.finish!(blocker, true);
+    expect(pool.status()).toMatchObject({ active: 0, completed: 20_001, failed: 0 });
+  });
+
+  it('a close without drain cancels queued jobs through cancel(); a closed pool answers closed', async () => {
+    const pool = new WorkerPool({ maxConcurrency: 1, maxQueueSize: 2 });
+    const log: number[] = [];
+    const running = new TestJob(0, log, false);
+    const queued = new TestJob(1, log, false);
+    pool[RUN_JOB](running);
+    pool[RUN_JOB](queued);
+    const closing = pool.close({ drain: false });
+    expect(queued.cancelledWith).toBeInstanceOf(PoolClosedError);
+    expect(pool[RUN_JOB](new TestJob(2, log, false))).toBe('closed');
+    running.finish!(running, false);
+    await expect(closing).resolves.toMatchObject({ cancelled: 1, stillRunning: 0 });
+    expect(log).toEqual([0]);
   });
 });

@@ -1,0 +1,131 @@
+import type { HandlerContext } from './handler.js';
+import type { QueueNode } from './pool/linked-queue.js';
+import type { FinishJob, PoolJob } from './pool/job.js';
+import type { Delivery } from './source.js';
+
+/** What the consumer runtime does when the pool starts or cancels one of its entries. */
+export interface EntryRunner {
+  process(entry: Entry): void;
+  cancelled(entry: Entry): void;
+}
+
+/**
+ * The runtime's record of one dispatched message, and at the same time its pool job: one
+ * object per message where a closure, a job and two promises used to be (see pool/job.ts).
+ */
+export class Entry implements PoolJob {
+  state: PoolJob['state'] = 'new';
+  node: QueueNode<PoolJob> | undefined = undefined;
+  /** The pool gave it a slot (synchronously inside dispatch when one was free). */
+  started = false;
+  settled = false;
+  /** Why the handler must stop (its timeout, the stop deadline); undefined while it may run. */
+  abortReason: unknown = undefined;
+  /**
+   * The handler's signal, made only when the handler reads `ctx.signal`: an AbortController per
+   * message is the single largest cost of a no-op handler, so it is not paid unless used.
+   */
+  controller: AbortController | undefined = undefined;
+  /** Ends the timeout race at once when the entry is aborted. */
+  onAbort: ((reason: unknown) => void) | undefined = undefined;
+  /** The pool's lifetime signal and its end-of-job callback, given by `start`. */
+  poolSignal: AbortSignal | undefined = undefined;
+  finish: FinishJob | undefined = undefined;
+  /** performance.now() when the handler began; read only when someone takes durations. */
+  startedAt: number | undefined = undefined;
+  /** Links of the in-flight list (intrusive: no Set entry per message). */
+  prev: Entry | undefined = undefined;
+  next: Entry | undefined = undefined;
+  inFlight = false;
+
+  constructor(
+    readonly runner: EntryRunner,
+    readonly delivery: Delivery,
+  ) {}
+
+  start(signal: AbortSignal, finish: FinishJob): void {
+    this.poolSignal = signal;
+    this.finish = finish;
+    this.runner.process(this);
+  }
+
+  cancel(): void {
+    this.runner.cancelled(this);
+  }
+
+  /** Releases the pool slot (once; later calls do nothing). */
+  release(): void {
+    const finish = this.finish;
+    this.finish = undefined;
+    finish?.(this, false);
+  }
+}
+
+export function abortEntry(entry: Entry, reason: unknown): void {
+  if (entry.abortReason !== undefined) return;
+  entry.abortReason = reason;
+  entry.controller?.abort(reason);
+  entry.onAbort?.(reason);
+}
+
+/**
+ * The handler's `ctx`: a class, so that its `signal` getter is not a new closure per message.
+ * The AbortController is made only when the handler reads `signal` (see Entry.controller).
+ */
+export class Context implements HandlerContext {
+  constructor(
+    readonly entry: Entry,
+    readonly attempt: number,
+  ) {}
+
+  get signal(): AbortSignal {
+    const entry = this.entry;
+    if (!entry.controller) {
+      entry.controller = new AbortController();
+      const poolSignal = entry.poolSignal;
+      const reason = entry.abortReason ?? (poolSignal?.aborted ? poolSignal.reason : undefined);
+      if (reason !== undefined) entry.controller.abort(reason);
+    }
+    return entry.controller.signal;
+  }
+}
+
+/** Entries accepted and not yet ended, in dispatch order; O(1) add and delete without allocating. */
+export class InFlight {
+  #head: Entry | undefined;
+  #tail: Entry | undefined;
+  #size = 0;
+
+  get size(): number {
+    return this.#size;
+  }
+
+  add(entry: Entry): void {
+    if (entry.inFlight) return;
+    entry.inFlight = true;
+    entry.prev = this.#tail;
+    entry.next = undefined;
+    if (this.#tail) this.#tail.next = entry;
+    else this.#head = entry;
+    this.#tail = entry;
+    this.#size++;
+  }
+
+  delete(entry: Entry): void {
+    if (!entry.inFlight) return;
+    entry.inFlight = false;
+    if (entry.prev) entry.prev.next = entry.next;
+    else this.#head = entry.next;
+    if (entry.next) entry.next.prev = entry.prev;
+    else this.#tail = entry.prev;
+    entry.prev = entry.next = undefined;
+    this.#size--;
+  }
+
+  /** A copy: callers settle or abort entries while they iterate. */
+  snapshot(): Entry[] {
+    const out: Entry[] = [];
+    for (let e = this.#head; e; e = e.next) out.push(e);
+    return out;
+  }
+}

@@ -1,0 +1,31 @@
+import type { QueueNode } from './linked-queue.js';
+
+/**
+ * A unit of work as the pool drives it. `submit()` wraps a function in one; the consumer
+ * runtime implements it directly on its per-message entry, so that handing a message to the
+ * pool costs no closure, no job object and no promise of the pool's own (per message those
+ * were most of what the runtime allocated, and in a consumer every allocation makes the
+ * garbage collector copy the broker client's fetched batch once more). Internal: not exported
+ * from the package.
+ */
+export interface PoolJob {
+  /** Pool bookkeeping: where the job is. */
+  state: 'new' | 'queued' | 'running' | 'done';
+  /** Pool bookkeeping: its place in the queue while queued. */
+  node: QueueNode<PoolJob> | undefined;
+  /**
+   * The job has a slot. It must call `finish(this, failed)` exactly once when it has ended;
+   * until then the slot stays taken. `signal` aborts when the pool closes without draining.
+   */
+  start(signal: AbortSignal, finish: FinishJob): void;
+  /** Removed while queued (a non-draining close, its caller's abort): it never starts. */
+  cancel(reason: unknown): void;
+}
+
+export type FinishJob = (job: PoolJob, failed: boolean) => void;
+
+/** `pool[RUN_JOB](job)`: the runtime's way into a WorkerPool, past `submit()`'s function and promise. */
+export const RUN_JOB: unique symbol = Symbol('sluice.runJob');
+
+/** What `pool[RUN_JOB]` did with a job. */
+export type RunJobResult = 'started' | 'queued' | 'overloaded' | 'closed';
