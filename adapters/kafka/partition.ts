@@ -10,8 +10,8 @@ export interface Work extends KafkaRecord {
   offset: number;
   /** The message key as UTF-8 (`msg.key`). */
   key: string | undefined;
-  /** Its ordering lane (key, or '' for the whole partition); undefined = unordered. */
-  lane: string | undefined;
+  /** Its ordering lane (a number for its key, 0 for the whole partition); undefined = unordered. */
+  lane: number | undefined;
   attempt: number;
 }
 
@@ -23,7 +23,7 @@ export interface Work extends KafkaRecord {
 export class PartitionState {
   readonly id: string;
   readonly tracker = new OffsetTracker();
-  readonly lanes = new KeyScheduler<Work>();
+  readonly lanes = new KeyScheduler<Work, number>();
   readonly reasons = new Set<PauseReason>();
   /** What kafkajs was last told (it keeps pause state across rebalances, so we re-apply it on every join). */
   pausedInClient = false;

@@ -3,6 +3,7 @@ import { withRetries } from '../../src/reconnect.js';
 import { redactError } from '../../src/redact.js';
 import type { DispatchResult, Source, SourceContext } from '../../src/source.js';
 import { KafkaDelivery, type DeliveryHooks } from './delivery.js';
+import { laneOf } from './key-scheduler.js';
 import type { ResolvedKafkaOptions } from './options.js';
 import { PartitionState, partitionId, type PauseReason, type Work } from './partition.js';
 import { kafkaPublisher, type KafkaPublisher } from './publisher.js';
@@ -221,6 +222,7 @@ export class KafkaSource implements Source {
     if (state === undefined) return;
     const context = this.#context!;
     const max = this.#o.maxHeldPerPartition;
+    const ordering = this.#o.ordering;
     const messages = batch.messages;
     // kafkajs's next fetch starts after the last resolved offset. Resolving costs a Long parse,
     // so it is done once per run of taken messages: before every wait and every return.
@@ -247,9 +249,10 @@ export class KafkaSource implements Source {
         i++;
         continue;
       }
-      // The key is decoded once, here: it names the lane and becomes msg.key.
-      const key = message.key === null || message.key === undefined ? undefined : message.key.toString('utf8');
-      const lane = this.#laneOf(key);
+      const keyBytes = message.key ?? undefined;
+      const key = keyBytes?.toString('utf8');
+      // Its lane: one per key (a number; see laneOf), one per partition, or none.
+      const lane = ordering === 'partition' ? 0 : ordering === 'key' && keyBytes !== undefined ? laneOf(keyBytes) : undefined;
       if (lane !== undefined && state.lanes.busy(lane)) {
         // Its key is busy: it waits here, counted against the partition's bound.
         if (state.held >= max) {
@@ -355,19 +358,6 @@ export class KafkaSource implements Source {
       }
     }
   }
-
-  /** Keys that are not valid UTF-8 may share a lane after decoding: more order than needed, never less. */
-  #laneOf(key: string | undefined): string | undefined {
-    switch (this.#o.ordering) {
-      case 'partition':
-        return '';
-      case 'key':
-        return key;
-      default:
-        return undefined;
-    }
-  }
-
 
   #dispatch(state: PartitionState, work: Work): DispatchResult {
     const delivery = new KafkaDelivery(state, work, this.#hooks);

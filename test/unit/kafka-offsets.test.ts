@@ -1,6 +1,6 @@
 /** The Kafka adapter's pure logic: the per-partition commit position and the per-key lanes. */
 import { describe, expect, it } from 'vitest';
-import { KeyScheduler } from '../../adapters/kafka/key-scheduler.js';
+import { KeyScheduler, laneOf } from '../../adapters/kafka/key-scheduler.js';
 import { OffsetTracker } from '../../adapters/kafka/offset-tracker.js';
 
 describe('OffsetTracker', () => {
@@ -127,5 +127,24 @@ describe('KeyScheduler', () => {
     expect(s.clear()).toBe(1);
     expect(s.queued).toBe(0);
     expect(s.busy('k')).toBe(false);
+  });
+});
+
+describe('laneOf', () => {
+  it('gives equal key bytes the same lane, small integers only, and spreads distinct keys', () => {
+    const bytes = (text: string) => Buffer.from(text, 'utf8');
+    expect(laneOf(bytes('order-42'))).toBe(laneOf(bytes('order-42')));
+    // The same bytes at another offset of a larger buffer (kafkajs hands out slices).
+    const big = Buffer.from('xxorder-42yy');
+    expect(laneOf(big.subarray(2, 10))).toBe(laneOf(bytes('order-42')));
+    const lanes = new Set<number>();
+    for (let i = 0; i < 10_000; i++) {
+      const lane = laneOf(bytes(`k${i}`));
+      expect(Number.isInteger(lane) && lane >= 0 && lane < 2 ** 30).toBe(true);
+      lanes.add(lane);
+    }
+    // A shared lane only costs parallelism; among 10,000 keys almost none may share one.
+    expect(lanes.size).toBeGreaterThan(9_990);
+    expect(laneOf(new Uint8Array(0))).toBe(laneOf(Buffer.alloc(0)));
   });
 });
