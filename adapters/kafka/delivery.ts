@@ -33,14 +33,15 @@ function headerText(value: unknown): string | undefined {
   return String(value);
 }
 
-export function toMessage(work: Work): Message<KafkaRecord> {
-  const { topic, partition, message } = work;
+/** `idPrefix` is `topic/partition/`, made once per partition: the id is then one concatenation. */
+export function toMessage(work: Work, idPrefix: string): Message<KafkaRecord> {
+  const { topic, message } = work;
   const headers = (message.headers ?? {}) as Headers;
   return new Message({
     body: message.value ?? EMPTY,
     headers,
     // Kafka messages have no id; a `message-id` header (kafkaPublisher's `id`) wins, else the position, which is stable across redeliveries.
-    id: headerText(headers[MESSAGE_ID_HEADER]) ?? `${topic}/${partition}/${message.offset}`,
+    id: headerText(headers[MESSAGE_ID_HEADER]) ?? idPrefix + message.offset,
     key: work.key,
     source: topic,
     deliveryAttempt: work.attempt,
@@ -60,7 +61,7 @@ export class KafkaDelivery implements Delivery<KafkaRecord> {
     private readonly work: Work,
     private readonly hooks: DeliveryHooks,
   ) {
-    this.message = toMessage(work);
+    this.message = toMessage(work, state.idPrefix);
   }
 
   ack(): void {

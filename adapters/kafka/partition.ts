@@ -22,6 +22,8 @@ export interface Work extends KafkaRecord {
  */
 export class PartitionState {
   readonly id: string;
+  /** `topic/partition/`: a message's id is this and its offset (when it has no message-id header). */
+  readonly idPrefix: string;
   readonly tracker = new OffsetTracker();
   readonly lanes = new KeyScheduler<Work, number>();
   readonly reasons = new Set<PauseReason>();
@@ -39,6 +41,7 @@ export class PartitionState {
     readonly partition: number,
   ) {
     this.id = partitionId(topic, partition);
+    this.idPrefix = `${topic}/${partition}/`;
   }
 
   /** Messages of this partition held by the adapter outside the pool. */
