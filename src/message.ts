@@ -18,6 +18,9 @@ export interface MessageInit<Raw> {
   raw: Raw;
 }
 
+/** One decoder for every message: `fatal` decoding keeps no state between calls (no `stream` option). */
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
+
 /** The broker-neutral envelope a handler receives. `raw` is the broker's own message. */
 export class Message<Raw = unknown> {
   readonly body: Uint8Array;
@@ -43,7 +46,7 @@ export class Message<Raw = unknown> {
   /** The body as UTF-8 text; a body that is not valid UTF-8 is a DecodeError (dead-lettered, not retried). */
   text(): string {
     try {
-      return new TextDecoder('utf-8', { fatal: true }).decode(this.body);
+      return UTF8.decode(this.body);
     } catch (cause) {
       throw new DecodeError(`message ${this.id} from ${this.source}: body is not valid UTF-8`, { cause });
     }

@@ -8,7 +8,7 @@ import {
   TaskTimeoutError,
   WorkerPool,
   type Consumer,
-  type Message,
+  Message,
 } from '../../src/index.js';
 import { tick, until } from '../helpers/wait.js';
 
@@ -371,5 +371,17 @@ describe('Consumer runtime when its shared pool is closed under it', () => {
     expect(errors).toEqual(['Error: consumer "memory:q": its pool is closed; consumption paused']);
     await consumer.stop();
     expect(broker.depth('q')).toEqual({ ready: 5, unacked: 0, delayed: 0 });
+  });
+});
+
+describe('Message bodies', () => {
+  it('decode independently: a cut multi-byte sequence fails as DecodeError and leaves nothing behind for the next body', () => {
+    const message = (body: Uint8Array) => new Message({ body, id: 'm', source: 'q', raw: undefined });
+    // '€' is e2 82 ac: cut after two bytes.
+    expect(() => message(new Uint8Array([0xe2, 0x82])).text()).toThrow(DecodeError);
+    // A decoder that kept state would finish the '€' with this body's first byte and return '€a'.
+    const tail = message(new Uint8Array([0xac, 0x61]));
+    expect(() => tail.text()).toThrow(DecodeError);
+    expect(message(Buffer.from('{"amount":12,"currency":"€"}')).json()).toEqual({ amount: 12, currency: '€' });
   });
 });
