@@ -185,7 +185,6 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
 
   /** The pool gave the entry a slot. Never throws; ends with #end, which frees the slot. */
   #process(entry: Entry): void {
-    entry.started = true;
     // Aborted while it waited in the pool's queue (stop deadline): it never runs; give it back.
     if (entry.abortReason !== undefined) {
       this.#inFlight.delete(entry);

@@ -14,10 +14,9 @@ export interface EntryRunner {
  * object per message where a closure, a job and two promises used to be (see pool/job.ts).
  */
 export class Entry implements PoolJob {
+  /** The pool's bookkeeping: 'running' once it has a slot (synchronously inside dispatch when one was free). */
   state: PoolJob['state'] = 'new';
   node: QueueNode<PoolJob> | undefined = undefined;
-  /** The pool gave it a slot (synchronously inside dispatch when one was free). */
-  started = false;
   settled = false;
   /** Why the handler must stop (its timeout, the stop deadline); undefined while it may run. */
   abortReason: unknown = undefined;
