@@ -20,6 +20,8 @@ export interface PoolJob {
   start(signal: AbortSignal, finish: FinishJob): void;
   /** Removed while queued (a non-draining close, its caller's abort): it never starts. */
   cancel(reason: unknown): void;
+  /** Called just before it joins the queue (before any event about it is emitted). */
+  queued?(): void;
 }
 
 export type FinishJob = (job: PoolJob, failed: boolean) => void;

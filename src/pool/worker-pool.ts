@@ -37,7 +37,7 @@ class TaskJob implements PoolJob {
   ) {}
 
   /** A queued task's promise, settled when it has run (or was cancelled). */
-  defer(): void {
+  queued(): void {
     this.task = new Promise<unknown>((resolve, reject) => {
       this.#resolve = resolve;
       this.#reject = reject;
@@ -288,8 +288,6 @@ export class WorkerPool extends TypedEmitter<PoolEvents> implements AsyncDisposa
   #submit(job: TaskJob): SubmitResult<unknown> {
     const result = this.#accept(job);
     if (result === 'closed' || result === 'overloaded') return { ok: false, error: result };
-    // Still queued (an event listener may have resized the pool and started it meanwhile).
-    if (job.state === 'queued') job.defer();
     return { ok: true, task: job.task! };
   }
 
@@ -306,6 +304,7 @@ export class WorkerPool extends TypedEmitter<PoolEvents> implements AsyncDisposa
       return 'overloaded';
     }
     job.state = 'queued';
+    job.queued?.();
     job.node = this.#queue.push(job);
     this.#checkLevels();
     return 'queued';

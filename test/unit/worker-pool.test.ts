@@ -1599,3 +1599,28 @@ describe('the runtime job path (pool[RUN_JOB])', () => {
     expect(log).toEqual([0]);
   });
 });
+
+describe('a saturated listener acting on the submit that saturated the pool', () => {
+  it('closing the pool then: the task is there and rejects with PoolClosedError', async () => {
+    const pool = new WorkerPool({ maxConcurrency: 1, maxQueueSize: 1 });
+    const first = deferred();
+    pool.submit(() => first.promise);
+    pool.on('saturated', () => void pool.close({ drain: false }));
+    const second = pool.submit(async () => 'ran');
+    expect(second.ok).toBe(true);
+    if (!second.ok) return;
+    await expect(second.task).rejects.toBeInstanceOf(PoolClosedError);
+    first.resolve();
+  });
+
+  it('growing the pool then: the task starts at once and resolves with its value', async () => {
+    const pool = new WorkerPool({ maxConcurrency: 1, maxQueueSize: 1 });
+    const first = deferred();
+    pool.submit(() => first.promise);
+    pool.on('saturated', () => void pool.resize({ maxConcurrency: 2 }));
+    const second = pool.submit(async () => 'ran');
+    expect(pool.status()).toMatchObject({ active: 2, pending: 0 });
+    expect(second.ok && (await second.task)).toBe('ran');
+    first.resolve();
+  });
+});
