@@ -157,6 +157,8 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
     const idle = this.#inFlight.size === 0;
     this.#inFlight.add(entry);
     const result = this.#o.pool[RUN_JOB](entry);
+    // Queued and cancelled at once (a 'saturated' listener closed the pool): #cancelled gave it back.
+    if (result === 'queued' && entry.state === 'done') return 'stopping';
     if (result === 'started' || result === 'queued') {
       if (idle) this.#watchdog.progress();
       this.#overloadStreak = 0;

@@ -7,8 +7,11 @@ import {
   ShutdownError,
   TaskTimeoutError,
   WorkerPool,
-  type Consumer,
+  Consumer,
   Message,
+  type Delivery,
+  type Source,
+  type SourceContext,
 } from '../../src/index.js';
 import { tick, until } from '../helpers/wait.js';
 
@@ -354,6 +357,40 @@ describe('Consumer runtime on the in-memory broker', () => {
 });
 
 describe('Consumer runtime when its shared pool is closed under it', () => {
+  it('a message the pool cancels inside dispatch (a saturated listener closed it) is refused, given back once', async () => {
+    const pool = new WorkerPool({ maxConcurrency: 1, maxQueueSize: 1 });
+    let context!: SourceContext;
+    const source: Source = {
+      name: 'fake',
+      start: async (c) => void (context = c),
+      pause: async () => {},
+      resume: async () => {},
+      stop: async () => {},
+      close: async () => {},
+    };
+    const settled: string[] = [];
+    const delivery = (id: string): Delivery => ({
+      message: new Message({ body: new Uint8Array(0), id, source: 'fake', raw: undefined }),
+      ack: () => void settled.push(`ack ${id}`),
+      retry: async () => void settled.push(`retry ${id}`),
+      deadLetter: async () => void settled.push(`dead-letter ${id}`),
+      giveBack: async () => void settled.push(`give-back ${id}`),
+    });
+    let release!: () => void;
+    const running = new Promise<void>((r) => (release = r));
+    const consumer = new Consumer(source, { pool, handler: () => running });
+    await consumer.start();
+    expect(context.dispatch(delivery('a'))).toBe('accepted');
+    pool.on('saturated', () => void pool.close({ drain: false }));
+    // Queued, then cancelled by the close before dispatch returned: an adapter must hear "not taken".
+    expect(context.dispatch(delivery('b'))).toBe('stopping');
+    release();
+    await until(() => settled.length === 2, 'both settled');
+    expect(settled.sort()).toEqual(['ack a', 'give-back b']);
+    await consumer.stop();
+    expect(settled).toHaveLength(2);
+  });
+
   it('gives messages back and pauses instead of spinning', async () => {
     const broker = new MemoryBroker();
     const pool = new WorkerPool({ maxConcurrency: 1, maxQueueSize: 0 });
