@@ -72,13 +72,18 @@ export function abortEntry(entry: Entry, reason: unknown): void {
  * The AbortController is made only when the handler reads `signal` (see Entry.controller).
  */
 export class Context implements HandlerContext {
+  /** Private: a handler must not reach the delivery's acknowledger through its ctx. */
+  readonly #entry: Entry;
+
   constructor(
-    readonly entry: Entry,
+    entry: Entry,
     readonly attempt: number,
-  ) {}
+  ) {
+    this.#entry = entry;
+  }
 
   get signal(): AbortSignal {
-    const entry = this.entry;
+    const entry = this.#entry;
     if (!entry.controller) {
       entry.controller = new AbortController();
       const poolSignal = entry.poolSignal;
