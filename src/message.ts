@@ -65,10 +65,14 @@ export class Message<Raw = unknown> {
 
   /** A header as a string, whatever bytes or number the broker delivered it as. */
   header(name: string): string | undefined {
-    const value = this.headers[name] ?? this.headers[name.toLowerCase()];
-    if (value === undefined || value === null) return undefined;
-    if (value instanceof Uint8Array) return Buffer.from(value).toString('utf8');
-    if (Array.isArray(value)) return value.length ? String(value[0]) : undefined;
-    return typeof value === 'object' ? JSON.stringify(value) : String(value);
+    return headerText(this.headers[name] ?? this.headers[name.toLowerCase()]);
   }
+}
+
+/** A header value as text: bytes as UTF-8, a repeated header as its first value, an object as JSON. */
+export function headerText(value: HeaderValue): string | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (value instanceof Uint8Array) return Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('utf8');
+  if (Array.isArray(value)) return headerText(value[0]);
+  return typeof value === 'object' ? JSON.stringify(value) : String(value);
 }

@@ -1,5 +1,5 @@
 import { deadLetterHeaders, type DeadLetterInfo } from '../../src/dead-letter.js';
-import { Message, type Headers } from '../../src/message.js';
+import { headerText, Message, type Headers } from '../../src/message.js';
 import type { Delivery } from '../../src/source.js';
 import type { KafkaRecord } from './options.js';
 import type { PartitionState, Work } from './partition.js';
@@ -25,13 +25,6 @@ const EMPTY = new Uint8Array(0);
 
 /** After a failed dead-letter produce, the message is handed to the pool again this much later (same attempt). */
 export const DEAD_LETTER_RETRY_MS = 1000;
-
-function headerText(value: unknown): string | undefined {
-  if (value === undefined || value === null) return undefined;
-  if (Buffer.isBuffer(value)) return value.toString('utf8');
-  if (Array.isArray(value)) return headerText(value[0]);
-  return String(value);
-}
 
 /** `idPrefix` is `topic/partition/`, made once per partition: the id is then one concatenation. */
 export function toMessage(work: Work, idPrefix: string): Message<KafkaRecord> {

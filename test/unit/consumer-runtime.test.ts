@@ -422,3 +422,22 @@ describe('Message bodies', () => {
     expect(message(Buffer.from('{"amount":12,"currency":"€"}')).json()).toEqual({ amount: 12, currency: '€' });
   });
 });
+
+describe('Message headers', () => {
+  it('reads a header as text whatever form the broker gave it', () => {
+    const bytes = Buffer.from('xxpay-7yy').subarray(2, 7);
+    const message = new Message({
+      body: new Uint8Array(0),
+      id: 'm',
+      source: 'q',
+      raw: undefined,
+      headers: { 'message-id': bytes, repeated: [Buffer.from('first'), Buffer.from('second')], count: 3, nested: { a: 1 }, 'x-lower': 'v' },
+    });
+    expect(message.header('message-id')).toBe('pay-7');
+    expect(message.header('repeated')).toBe('first');
+    expect(message.header('count')).toBe('3');
+    expect(message.header('nested')).toBe('{"a":1}');
+    expect(message.header('X-Lower')).toBe('v');
+    expect(message.header('absent')).toBeUndefined();
+  });
+});
