@@ -221,8 +221,7 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
 
   /** The handler's outcome becomes one broker action; the slot is freed once that action is done. */
   #outcome(entry: Entry, outcome: Outcome): void {
-    const durationMs = entry.startedAt === undefined ? 0 : performance.now() - entry.startedAt;
-    const settling = this.#settleOutcome(entry, outcome, entry.delivery.message.deliveryAttempt, durationMs);
+    const settling = this.#settleOutcome(entry, outcome);
     if (settling === undefined) this.#end(entry);
     else settling.then(() => this.#end(entry), () => this.#end(entry));
   }
@@ -236,9 +235,8 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
   /** #process with a handler timeout: the handler races its timer. */
   async #processTimed(entry: Entry, handlerDone: Promise<void>): Promise<void> {
     const outcome = await this.#withTimeout(handlerDone, entry);
-    const durationMs = entry.startedAt === undefined ? 0 : performance.now() - entry.startedAt;
     try {
-      const settling = this.#settleOutcome(entry, outcome, entry.delivery.message.deliveryAttempt, durationMs);
+      const settling = this.#settleOutcome(entry, outcome);
       if (settling !== undefined) await settling;
     } finally {
       this.#watchdog.progress();
@@ -282,7 +280,9 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
   }
 
   /** Exactly one broker action for the outcome. Synchronous (no promise) for a success acked synchronously. */
-  #settleOutcome(entry: Entry, outcome: Outcome, attempt: number, durationMs: number): void | Promise<void> {
+  #settleOutcome(entry: Entry, outcome: Outcome): void | Promise<void> {
+    const attempt = entry.delivery.message.deliveryAttempt;
+    const durationMs = entry.startedAt === undefined ? 0 : performance.now() - entry.startedAt;
     if (outcome.ok) return this.#ack(entry, attempt, durationMs);
     return this.#settleFailure(entry, outcome.error, attempt, durationMs);
   }
