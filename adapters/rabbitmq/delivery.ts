@@ -1,7 +1,5 @@
 import type { ConsumeMessage, Options } from 'amqplib';
-import { ATTEMPT_HEADER, deadLetterHeaders, type DeadLetterInfo } from '../../src/dead-letter.js';
-import { Message, type Headers } from '../../src/message.js';
-import type { Delivery } from '../../src/source.js';
+import { ATTEMPT_HEADER, deadLetterHeaders, Message, type DeadLetterInfo, type Delivery, type Headers } from '../../src/adapter/index.js';
 import { publishConfirmed } from './confirm.js';
 import type { DeadLetterTarget } from './options.js';
 import { ChannelLostError, type Session } from './session.js';
@@ -10,11 +8,9 @@ import { ChannelLostError, type Session } from './session.js';
 export interface DeliveryScope {
   queue: string;
   deadLetter: DeadLetterTarget;
-  /** Runs `republish` after `delayMs`, or sooner when the consumer stops. */
-  later(delayMs: number, republish: () => Promise<void>): void;
 }
 
-/** A retry is republished to the queue itself; this header keeps the routing key it first came with. */
+/** A copy is republished to the queue itself; this header keeps the routing key it first came with. */
 const ROUTING_KEY_HEADER = 'x-sluice-routing-key';
 
 export function toMessage(raw: ConsumeMessage, queue: string): Message<ConsumeMessage> {
@@ -34,9 +30,16 @@ export function toMessage(raw: ConsumeMessage, queue: string): Message<ConsumeMe
   });
 }
 
-/** The amqplib translation of the four outcomes, bound to the session the message came on. A class, not closures: one object per message. */
+/**
+ * The amqplib translation of the settlements, bound to the session the message came on. A
+ * class, not closures: one object per message. Every method that talks to the broker throws
+ * when the broker refuses or the channel is gone, and leaves the original unacked then, so the
+ * runtime can still settle it another way (settle.ts); nothing here retries or waits.
+ */
 export class RabbitDelivery implements Delivery<ConsumeMessage> {
   readonly message: Message<ConsumeMessage>;
+  /** Nacked (given back) already: a second nack of the same tag would close the channel. */
+  #released = false;
 
   constructor(
     private readonly raw: ConsumeMessage,
@@ -46,6 +49,11 @@ export class RabbitDelivery implements Delivery<ConsumeMessage> {
     this.message = toMessage(raw, scope.queue);
   }
 
+  /** Its channel closed: RabbitMQ has requeued it and delivers it again; nothing can settle it here. */
+  stale(): boolean {
+    return !this.session.alive;
+  }
+
   ack(): void {
     this.#usable('ack');
     this.session.acks.ack(this.raw.fields.deliveryTag);
@@ -53,21 +61,33 @@ export class RabbitDelivery implements Delivery<ConsumeMessage> {
 
   async giveBack(): Promise<void> {
     // A dead channel has already given it back: RabbitMQ requeues every unacked delivery of it.
-    if (!this.session.alive) return;
+    if (this.#released || !this.session.alive) return;
     this.session.channel.nack(this.raw, false, true);
+    this.#released = true;
     this.session.acks.release(this.raw.fields.deliveryTag);
   }
 
-  async retry(delayMs: number, nextAttempt: number): Promise<void> {
+  /** Nacked back at dispatch (the runtime refused it). Never throws: a channel that is closing requeues it by itself. */
+  refuse(): void {
+    if (this.#released || !this.session.alive) return;
+    try {
+      this.session.channel.nack(this.raw, false, true);
+    } catch {
+      return;
+    }
+    this.#released = true;
+    this.session.acks.release(this.raw.fields.deliveryTag);
+  }
+
+  /**
+   * The runtime has waited out the backoff (`capabilities.delayedRetry` is false, so `delayMs` is
+   * 0): a confirmed copy with the next attempt number goes to the tail of the queue, then the
+   * original is acked. Until the copy is confirmed the original stays unacked: a crash redelivers it.
+   */
+  async retry(_delayMs: number, nextAttempt: number): Promise<void> {
     this.#usable('retry');
-    // The original stays unacked (held by the broker against prefetch) until the copy that
-    // carries the next attempt number is confirmed; a crash before that redelivers the original.
-    this.scope.later(delayMs, async () => {
-      if (!this.session.alive) return;
-      const headers = { ...this.raw.properties.headers, [ATTEMPT_HEADER]: nextAttempt, [ROUTING_KEY_HEADER]: this.message.key };
-      await publishConfirmed(this.session.confirm, '', this.scope.queue, this.raw.content, this.#copy(headers));
-      await this.ack();
-    });
+    await this.#republish({ [ATTEMPT_HEADER]: nextAttempt });
+    this.ack();
   }
 
   async deadLetter(info: DeadLetterInfo): Promise<void> {
@@ -76,7 +96,28 @@ export class RabbitDelivery implements Delivery<ConsumeMessage> {
     const [exchange, routingKey] =
       'queue' in target ? ['', target.queue] : [target.exchange, target.routingKey ?? this.message.key ?? this.scope.queue];
     await publishConfirmed(this.session.confirm, exchange, routingKey, this.raw.content, this.#copy(deadLetterHeaders(this.message, info)));
-    await this.ack();
+    this.ack();
+  }
+
+  /**
+   * Sets it aside when a retry or a dead letter keeps failing: the message, unchanged (same
+   * attempt), is republished with confirms to the tail of its queue and the original is acked,
+   * which frees its prefetch credit. RabbitMQ cannot delay a message: `delayMs` is only "no
+   * sooner than its turn in the queue".
+   */
+  async defer(_delayMs: number): Promise<void> {
+    this.#usable('defer');
+    await this.#republish({});
+    this.ack();
+  }
+
+  /** A confirmed copy to the queue through the default exchange, keeping its first routing key and its id. */
+  async #republish(extra: Record<string, unknown>): Promise<void> {
+    const headers = { ...this.raw.properties.headers, ...extra, [ROUTING_KEY_HEADER]: this.message.key };
+    const options = this.#copy(headers);
+    // The copy keeps the id the runtime knows this message by, also when the original had no messageId.
+    options.messageId = this.message.id;
+    await publishConfirmed(this.session.confirm, '', this.scope.queue, this.raw.content, options);
   }
 
   #usable(action: string): void {

@@ -1,9 +1,18 @@
 import type { ChannelModel, ConsumeMessage, Options } from 'amqplib';
-import type { ConsumerOptions } from '../../src/consumer-options.js';
-import { WorkerPool } from '../../src/pool/worker-pool.js';
-import { retryPolicy, type BackoffOptions, type RetryPolicy } from '../../src/retry.js';
-import { integerOption, objectOption, oneOfOption, stringOption } from '../../src/validate.js';
-import { redactUrl } from '../../src/redact.js';
+import {
+  integerOption,
+  objectOption,
+  oneOfOption,
+  poolCapacity,
+  redactUrl,
+  resolveRecovery,
+  stringOption,
+  type ConsumerOptions,
+  type RecoveryOptions,
+  type ResolvedRecovery,
+} from '../../src/adapter/index.js';
+
+export type { RecoveryOptions };
 
 /** How the consumer declares its queue. Omitted: the queue must already exist (checked at start). */
 export interface QueueDeclaration {
@@ -19,13 +28,6 @@ export interface QueueDeclaration {
 
 /** Where dead letters go: a queue (declared durable by the consumer) or an exchange (must exist). */
 export type DeadLetterTarget = { queue: string } | { exchange: string; routingKey?: string };
-
-export interface RecoveryOptions {
-  /** Connection attempts at start before `start()` rejects. Default 5. */
-  startAttempts?: number;
-  /** Backoff between attempts, at start and while recovering. Default 100 ms growing to 10 s. */
-  backoff?: BackoffOptions;
-}
 
 export interface RabbitConsumerOptions extends ConsumerOptions<ConsumeMessage> {
   /** `amqp://user:pass@host:5672/vhost`, or amqplib's connect object. One of `url` / `connection`. */
@@ -43,6 +45,7 @@ export interface RabbitConsumerOptions extends ConsumerOptions<ConsumeMessage> {
   prefetch?: number;
   /** Default `{ queue: '<queue>.dlq' }`. */
   deadLetter?: DeadLetterTarget;
+  /** Connecting at start and after a lost connection; the same defaults as every adapter: 3 start attempts, backoff 200 ms → 5 s. */
   recovery?: RecoveryOptions;
 }
 
@@ -54,8 +57,7 @@ export interface ResolvedRabbitOptions {
   declare: QueueDeclaration | undefined;
   prefetch: number;
   deadLetter: DeadLetterTarget;
-  startAttempts: number;
-  backoff: RetryPolicy;
+  recovery: ResolvedRecovery;
   /** The broker address for errors and events, password removed. */
   where: string;
 }
@@ -74,9 +76,7 @@ export function resolveRabbitOptions(options: RabbitConsumerOptions): ResolvedRa
   const declare = options.declare === undefined ? undefined : (objectOption(owner, 'declare', options.declare) as QueueDeclaration);
   if (declare?.type !== undefined) oneOfOption(owner, 'declare.type', declare.type, ['classic', 'quorum'] as const);
   const deadLetter = resolveDeadLetter(owner, options.deadLetter, queue);
-  const recovery = options.recovery === undefined ? {} : objectOption(owner, 'recovery', options.recovery);
-  const pool = options.pool instanceof WorkerPool ? options.pool.status() : options.pool;
-  const capacity = (pool?.maxConcurrency ?? 1) + (pool?.maxQueueSize ?? 0);
+  const capacity = poolCapacity(options.pool);
   const maxPrefetch = declare?.type === 'quorum' ? 2000 : 65535;
   return {
     url: options.url,
@@ -84,13 +84,9 @@ export function resolveRabbitOptions(options: RabbitConsumerOptions): ResolvedRa
     connection: options.connection,
     queue,
     declare,
-    prefetch: integerOption(owner, 'prefetch', options.prefetch, { min: 1, max: maxPrefetch, fallback: Math.min(maxPrefetch, Math.max(1, capacity)) }),
+    prefetch: integerOption(owner, 'prefetch', options.prefetch, { min: 1, max: maxPrefetch, fallback: Math.min(maxPrefetch, capacity) }),
     deadLetter,
-    startAttempts: integerOption(owner, 'recovery.startAttempts', recovery.startAttempts, { min: 1, fallback: 5 }),
-    backoff: retryPolicy(
-      { maxAttempts: Number.MAX_SAFE_INTEGER, backoff: { initialMs: 100, maxMs: 10_000, ...(recovery.backoff as BackoffOptions) } },
-      `${owner} recovery`,
-    ),
+    recovery: resolveRecovery(owner, options.recovery),
     where: describeAddress(options.url),
   };
 }

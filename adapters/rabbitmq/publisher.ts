@@ -10,7 +10,11 @@ export interface RabbitPublisherOptions {
   connection?: ChannelModel;
 }
 
-export interface RabbitPublishOptions extends Omit<Options.Publish, 'headers' | 'mandatory'> {
+export interface RabbitPublishOptions extends Omit<Options.Publish, 'headers' | 'mandatory' | 'messageId'> {
+  /** The message id (AMQP `message-id` property); sluice uses it as `msg.id`. The same name on every broker's publisher. */
+  id?: string;
+  /** @deprecated Use `id`; kept while callers move over. */
+  messageId?: string;
   headers?: Record<string, string | number | boolean>;
 }
 
@@ -44,9 +48,12 @@ export async function rabbitPublisher(options: RabbitPublisherOptions): Promise<
   const channel = await connection.createConfirmChannel();
   channel.on('error', () => {});
   const publish = async (exchange: string, routingKey: string, body: Uint8Array | string, o: RabbitPublishOptions = {}) => {
-    const headers = await injectTraceContext(Object.fromEntries(Object.entries(o.headers ?? {}).map(([k, v]) => [k, String(v)])));
+    const { id, messageId, headers: given, ...properties } = o;
+    const headers = await injectTraceContext(Object.fromEntries(Object.entries(given ?? {}).map(([k, v]) => [k, String(v)])));
     const content = typeof body === 'string' ? Buffer.from(body) : Buffer.from(body.buffer, body.byteOffset, body.byteLength);
-    await publishConfirmed(channel, exchange, routingKey, content, { persistent: true, ...o, headers });
+    const message: Options.Publish = { persistent: true, ...properties, headers };
+    if ((id ?? messageId) !== undefined) message.messageId = id ?? messageId;
+    await publishConfirmed(channel, exchange, routingKey, content, message);
   };
   return {
     channel,

@@ -1,11 +1,8 @@
 import type { Channel, ConsumeMessage } from 'amqplib';
-import { withRetries } from '../../src/reconnect.js';
-import { redactError } from '../../src/redact.js';
-import type { Source, SourceContext } from '../../src/source.js';
+import { connectAtStart, redactError, withBackoff, type Source, type SourceCapabilities, type SourceContext } from '../../src/adapter/index.js';
 import { RabbitDelivery, type DeliveryScope } from './delivery.js';
 import type { QueueDeclaration, ResolvedRabbitOptions } from './options.js';
 import { Session } from './session.js';
-
 
 /**
  * RabbitMQ's Source: basic.consume with prefetch as the broker-side credit, basic.cancel to
@@ -14,6 +11,12 @@ import { Session } from './session.js';
  */
 export class RabbitSource implements Source {
   readonly name: string;
+  /**
+   * No delayed retry: RabbitMQ cannot hold a message back (without plugins or delay queues), so
+   * the runtime waits out the backoff and then calls `retry(0, n)`, a confirmed republish.
+   * A nacked message is delivered again; `basic.cancel` stops deliveries at the broker.
+   */
+  readonly capabilities: SourceCapabilities = { delayedRetry: false, redelivery: true, pause: true };
   #context: SourceContext | undefined;
   #session: Session | undefined;
   #paused = false;
@@ -21,12 +24,11 @@ export class RabbitSource implements Source {
   #recovering: Promise<void> | undefined;
   /** pause/resume/recover change the consumer one at a time, in order. */
   #chain: Promise<void> = Promise.resolve();
-  #retries = new Map<NodeJS.Timeout, () => Promise<void>>();
   readonly #scope: DeliveryScope;
 
   constructor(private readonly o: ResolvedRabbitOptions) {
     this.name = `rabbitmq:${o.queue}`;
-    this.#scope = { queue: o.queue, deadLetter: o.deadLetter, later: (delayMs, republish) => this.#later(delayMs, republish) };
+    this.#scope = { queue: o.queue, deadLetter: o.deadLetter };
   }
 
   /** The live consume channel, for what sluice does not wrap (e.g. inspecting the queue); undefined while recovering. */
@@ -36,14 +38,7 @@ export class RabbitSource implements Source {
 
   async start(context: SourceContext): Promise<void> {
     this.#context = context;
-    const session = await withRetries(() => this.#open(), {
-      policy: { maxAttempts: this.o.startAttempts, delayMs: (n) => this.o.backoff.delayMs(n) },
-      signal: context.signal,
-      onRetry: (error, attempt, delayMs) =>
-        context.report({ type: 'error', error, detail: `connect attempt ${attempt} of ${this.o.startAttempts} failed; next in ${delayMs} ms` }),
-    }).catch((error: unknown) => {
-      throw new Error(`${this.name}: could not start after ${this.o.startAttempts} attempt(s): ${redactError(error)}`, { cause: error });
-    });
+    const session = await connectAtStart(this, this.o.where, this.o.recovery, context, () => this.#open());
     this.#session = session;
     await this.#consume(session);
     context.report({ type: 'connected', detail: `${this.name} at ${this.o.where}` });
@@ -66,13 +61,6 @@ export class RabbitSource implements Source {
 
   async close(): Promise<void> {
     this.#stopped = true;
-    // Retries waiting out their backoff are republished now rather than dropped or delayed.
-    const pending = [...this.#retries.entries()];
-    this.#retries.clear();
-    for (const [timer, republish] of pending) {
-      clearTimeout(timer);
-      await republish().catch((error: unknown) => this.#context?.report({ type: 'error', error, detail: 'retry on close' }));
-    }
     await this.#chain;
     await this.#session?.close();
   }
@@ -104,7 +92,9 @@ export class RabbitSource implements Source {
       return;
     }
     session.acks.track(raw.fields.deliveryTag);
-    this.#context?.dispatch(new RabbitDelivery(raw, session, this.#scope));
+    const delivery = new RabbitDelivery(raw, session, this.#scope);
+    // Refused (pool full, a gate, stopping): the runtime will not touch it again; it goes back now.
+    if (this.#context?.dispatch(delivery) !== 'accepted') delivery.refuse();
   }
 
   /** Brings the broker-side consumer in line with paused/stopped, one change at a time. */
@@ -141,15 +131,16 @@ export class RabbitSource implements Source {
     await this.#session?.close();
     let attempts = 0;
     try {
-      const session = await withRetries(
+      const session = await withBackoff(
         (n) => {
           attempts = n;
           return this.#open();
         },
         {
-          policy: this.o.backoff,
+          policy: this.o.recovery.backoff,
           signal: stopping,
-          onRetry: (error, attempt, delayMs) => context.report({ type: 'error', error, detail: `recovery attempt ${attempt} failed; next in ${delayMs} ms` }),
+          onFailure: (error, attempt, delayMs) =>
+            context.report({ type: 'error', error, detail: `${this.name}: recovery attempt ${attempt} failed; next in ${delayMs} ms` }),
         },
       );
       if (this.#stopped) return void (await session.close());
@@ -159,14 +150,6 @@ export class RabbitSource implements Source {
     } catch (error) {
       if (!stopping.aborted) context.report({ type: 'error', error, detail: 'recovery gave up' });
     }
-  }
-
-  #later(delayMs: number, republish: () => Promise<void>): void {
-    const timer = setTimeout(() => {
-      this.#retries.delete(timer);
-      republish().catch((error: unknown) => this.#context?.report({ type: 'error', error, detail: 'retry republish' }));
-    }, delayMs);
-    this.#retries.set(timer, republish);
   }
 }
 

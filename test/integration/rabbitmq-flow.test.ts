@@ -128,7 +128,7 @@ describe('rabbitConsumer on a real RabbitMQ', () => {
   it('dead-letters a poison message after exactly maxAttempts, with the error in its headers, while others flow', async () => {
     const queue = rabbit.queue();
     const ids = await rabbit.fill(queue, 200);
-    await rabbit.publisher.publishJson(queue, { poison: true }, { messageId: 'poison-1' });
+    await rabbit.publisher.publishJson(queue, { poison: true }, { id: 'poison-1' });
     let poisonRuns = 0;
     const handled = new Set<string>();
     const consumer = rabbitConsumer({
@@ -187,7 +187,7 @@ describe('rabbitConsumer on a real RabbitMQ', () => {
   it('a non-JSON body with a JSON handler goes to the dead-letter queue and the consumer keeps going', async () => {
     const queue = rabbit.queue();
     await rabbit.fill(queue, 3, 'before');
-    await rabbit.publisher.sendToQueue(queue, 'definitely { not json', { messageId: 'garbage-1' });
+    await rabbit.publisher.sendToQueue(queue, 'definitely { not json', { id: 'garbage-1' });
     await rabbit.fill(queue, 3, 'after');
     const handled: string[] = [];
     const consumer = rabbitConsumer({
@@ -227,7 +227,7 @@ describe('rabbitConsumer on a real RabbitMQ', () => {
       (e: unknown) => e as Error,
     );
     expect(failure).toBeInstanceOf(Error);
-    expect(failure!.message).toMatch(/rabbitmq:nowhere: could not start after 3 attempt\(s\): RabbitMQ at amqp:\/\/alice:\*\*\*@127\.0\.0\.1:1 unreachable/);
+    expect(failure!.message).toMatch(/rabbitmq:nowhere: could not connect to amqp:\/\/alice:\*\*\*@127\.0\.0\.1:1 after 3 attempt\(s\): RabbitMQ at amqp:\/\/alice:\*\*\*@127\.0\.0\.1:1 unreachable/);
     expect(errors).toHaveLength(2);
     for (const text of [failure!.message, ...errors]) expect(text).not.toContain('s3cret-pw');
     expect(consumer.state).toBe('stopped');
@@ -274,7 +274,7 @@ describe('rabbitConsumer on a real RabbitMQ', () => {
       },
     });
     await consumer.start();
-    await rabbit.publisher.publish(exchange, 'pay.eur', JSON.stringify({ n: 1 }), { messageId: 'q-1' });
+    await rabbit.publisher.publish(exchange, 'pay.eur', JSON.stringify({ n: 1 }), { id: 'q-1' });
     await until(() => consumer.status().handled === 1, 'handled on the third attempt', 20_000);
     await consumer.stop();
     expect(attempts).toEqual([1, 2, 3]);

@@ -12,9 +12,9 @@ export async function createDemoBroker(): Promise<DemoBroker> {
   return {
     name: `rabbitmq (queue ${queue})`,
     async publish(payments: Payment[]) {
-      await Promise.all(payments.map((p) => publisher.publishJson(queue, p, { messageId: p.id })));
+      await Promise.all(payments.map((p) => publisher.publishJson(queue, p, { id: p.id })));
       // One message no JSON handler can read: it must go to the dead-letter queue, not crash anything.
-      await publisher.sendToQueue(queue, 'this is not json', { messageId: 'malformed-1' });
+      await publisher.sendToQueue(queue, 'this is not json', { id: 'malformed-1' });
     },
     async consumer(options) {
       // Twice the pool's capacity in prefetch, as when several queues share one pool: overload happens and is shown.
