@@ -1,19 +1,17 @@
-import { deadLetterHeaders, type DeadLetterInfo } from '../../src/dead-letter.js';
-import { headerText, Message, type Headers } from '../../src/message.js';
-import type { Delivery } from '../../src/source.js';
+import { deadLetterHeaders, headerText, Message, type DeadLetterInfo, type Delivery, type Headers } from '../../src/adapter/index.js';
 import type { KafkaRecord } from './options.js';
 import type { PartitionState, Work } from './partition.js';
 import { MESSAGE_ID_HEADER } from './publisher.js';
 
-/** What a delivery asks of its source; every hook ignores work of a revoked assignment. */
+/** What a delivery asks of its source (outcomes.ts); every hook ignores work of a revoked assignment. */
 export interface DeliveryHooks {
   /** Acked, or dead-lettered and confirmed: the offset is done and the key's next message may go. */
   finished(state: PartitionState, work: Work): void;
-  /** Hand the same message to the runtime again after `delayMs` as attempt `nextAttempt`; its offset stays open. */
-  retry(state: PartitionState, work: Work, delayMs: number, nextAttempt: number): void;
+  /** Hand the same message to the runtime again after `delayMs` as attempt `attempt`; its offset stays open. */
+  later(state: PartitionState, work: Work, delayMs: number, attempt: number): void;
   /** Not processed after it was accepted (shutdown, a closed pool): keep its offset open, re-dispatch if still running. */
   givenBack(state: PartitionState, work: Work): void;
-  /** Produce to the dead-letter topic and wait for all in-sync replicas. */
+  /** Produce to the dead-letter topic and wait for all in-sync replicas; rejects when the cluster refuses. */
   publishDeadLetter(topic: string, message: { key: Buffer | null; value: Buffer | null; headers: Record<string, string> }): Promise<void>;
   deadLetterTopic(topic: string): string;
 }
@@ -22,9 +20,6 @@ export interface DeliveryHooks {
 export const ORIGIN_HEADERS = { topic: 'x-sluice-original-topic', partition: 'x-sluice-original-partition', offset: 'x-sluice-original-offset' } as const;
 
 const EMPTY = new Uint8Array(0);
-
-/** After a failed dead-letter produce, the message is handed to the pool again this much later (same attempt). */
-export const DEAD_LETTER_RETRY_MS = 1000;
 
 /** `idPrefix` is `topic/partition/`, made once per partition: the id is then one concatenation. */
 export function toMessage(work: Work, idPrefix: string): Message<KafkaRecord> {
@@ -43,11 +38,13 @@ export function toMessage(work: Work, idPrefix: string): Message<KafkaRecord> {
   });
 }
 
-/** Kafka's translation of the four outcomes. One object per message, no closures (the hot path). */
+/**
+ * Kafka's translation of the settlements. One object per message, no closures (the hot path).
+ * An offset cannot be released without losing its message, so nothing here frees it early: a
+ * retry or a deferral keeps it open (and its key's lane busy) until the message is finished.
+ */
 export class KafkaDelivery implements Delivery<KafkaRecord> {
   readonly message: Message<KafkaRecord>;
-  /** True while `context.dispatch` runs: a give-back then is the runtime refusing it, which the source handles. */
-  dispatching = true;
 
   constructor(
     private readonly state: PartitionState,
@@ -57,32 +54,37 @@ export class KafkaDelivery implements Delivery<KafkaRecord> {
     this.message = toMessage(work, state.idPrefix);
   }
 
+  /** Its partition was revoked (or the source closed): a new owner reads it from the last commit. */
+  stale(): boolean {
+    return this.state.revoked;
+  }
+
   ack(): void {
     this.hooks.finished(this.state, this.work);
   }
 
   async retry(delayMs: number, nextAttempt: number): Promise<void> {
-    this.hooks.retry(this.state, this.work, delayMs, nextAttempt);
+    this.hooks.later(this.state, this.work, delayMs, nextAttempt);
   }
 
+  /** Produced and acknowledged by every in-sync replica, then done; a refusal throws and leaves the offset open. */
   async deadLetter(info: DeadLetterInfo): Promise<void> {
-    const { state, work, hooks } = this;
+    const { work, hooks } = this;
     const { topic, partition, message: raw } = work;
     const headers = deadLetterHeaders(this.message, info);
     headers[ORIGIN_HEADERS.topic] = topic;
     headers[ORIGIN_HEADERS.partition] = String(partition);
     headers[ORIGIN_HEADERS.offset] = raw.offset;
-    try {
-      await hooks.publishDeadLetter(hooks.deadLetterTopic(topic), { key: raw.key ?? null, value: raw.value ?? null, headers });
-    } catch (error) {
-      // Not dead-lettered, so not done: run it again later. Its key's later messages wait behind it meanwhile.
-      hooks.retry(state, work, DEAD_LETTER_RETRY_MS, work.attempt);
-      throw error;
-    }
-    hooks.finished(state, work);
+    await hooks.publishDeadLetter(hooks.deadLetterTopic(topic), { key: raw.key ?? null, value: raw.value ?? null, headers });
+    hooks.finished(this.state, work);
   }
 
   async giveBack(): Promise<void> {
-    if (!this.dispatching) this.hooks.givenBack(this.state, this.work);
+    this.hooks.givenBack(this.state, this.work);
+  }
+
+  /** Kept open and offered again after `delayMs`, same attempt; its key's later messages wait behind it. */
+  async defer(delayMs: number): Promise<void> {
+    this.hooks.later(this.state, this.work, delayMs, this.work.attempt);
   }
 }

@@ -1,8 +1,6 @@
 import { Kafka, logLevel, type KafkaConfig, type KafkaMessage } from 'kafkajs';
 import type { ConsumerOptions } from '../../src/consumer-options.js';
-import { retryPolicy, type BackoffOptions, type RetryPolicy } from '../../src/retry.js';
-import { redactText } from '../../src/redact.js';
-import { integerOption, objectOption, oneOfOption, stringOption } from '../../src/validate.js';
+import { integerOption, objectOption, oneOfOption, redactText, resolveRecovery, stringOption, type RecoveryOptions, type ResolvedRecovery } from '../../src/adapter/index.js';
 
 /** What a handler gets as `msg.raw`: the kafkajs message and where it was read. */
 export interface KafkaRecord {
@@ -13,12 +11,11 @@ export interface KafkaRecord {
 
 export type KafkaOrdering = 'partition' | 'key' | 'unordered';
 
-export interface KafkaRecoveryOptions {
-  /** Tries to connect and join the group at start before `start()` rejects. Default 3. */
-  startAttempts?: number;
-  /** Backoff between those tries. Default 200 ms growing to 5 s. */
-  backoff?: BackoffOptions;
-}
+/** The same `recovery` option as on every broker: start attempts and the backoff between them. */
+export type KafkaRecoveryOptions = RecoveryOptions;
+
+/** Default of `connectTimeoutMs`: with 3 start attempts, an unreachable cluster fails `start()` in about 6.6 s. */
+export const CONNECT_TIMEOUT_DEFAULT_MS = 2000;
 
 export interface KafkaConsumerOptions extends ConsumerOptions<KafkaRecord> {
   /** kafkajs client config (`brokers`, `ssl`, `sasl`, `retry`…), or a `Kafka` instance you own. */
@@ -32,8 +29,13 @@ export interface KafkaConsumerOptions extends ConsumerOptions<KafkaRecord> {
    * are unordered). `'partition'`: one message at a time per partition. `'unordered'`: no order.
    */
   ordering?: KafkaOrdering;
-  /** Where dead letters go. Default: `<the message's topic>.dlq`. */
-  deadLetter?: { topic: string };
+  /**
+   * Where dead letters go. `topic` default: `<the message's topic>.dlq`. `allowAutoTopicCreation`
+   * (default true) lets the dead-letter producer have a missing topic created, where the broker
+   * allows it (`auto.create.topics.enable`); false: a missing topic refuses dead letters (they
+   * are set aside and tried again, nothing is committed past them) until it is created.
+   */
+  deadLetter?: { topic?: string; allowAutoTopicCreation?: boolean };
   /** How often the done prefix of each partition is committed. Default 1000 ms. */
   commitIntervalMs?: number;
   /**
@@ -48,7 +50,16 @@ export interface KafkaConsumerOptions extends ConsumerOptions<KafkaRecord> {
   rebalanceTimeout?: number;
   /** How long a fetch waits for data; also how soon a paused-everything loop looks again. Default 500 ms. */
   maxWaitTimeInMs?: number;
+  /** Start attempts and the backoff between them (the same defaults on every broker: 3 attempts, 200 ms growing to 5 s). */
   recovery?: KafkaRecoveryOptions;
+  /**
+   * How long one start attempt may take to reach the cluster (connect the group member and the
+   * dead-letter producer) before it counts as failed; joining the group is not bounded by it
+   * (a join waits for the other members). `start()` rejects after `recovery.startAttempts` such
+   * attempts: about 3 × 2 s + 0.6 s of backoff by default. kafkajs's own `connectionTimeout` and
+   * `retry` apply within an attempt. Default 2000.
+   */
+  connectTimeoutMs?: number;
 }
 
 export interface ResolvedKafkaOptions {
@@ -57,15 +68,16 @@ export interface ResolvedKafkaOptions {
   topics: string[];
   fromBeginning: boolean;
   ordering: KafkaOrdering;
-  deadLetterTopic: ((topic: string) => string);
+  deadLetterTopic: (topic: string) => string;
+  deadLetterAutoCreate: boolean;
   commitIntervalMs: number;
   maxHeldPerPartition: number;
   sessionTimeout: number;
   heartbeatInterval: number;
   rebalanceTimeout: number;
   maxWaitTimeInMs: number;
-  startAttempts: number;
-  backoff: RetryPolicy;
+  recovery: ResolvedRecovery;
+  connectTimeoutMs: number;
   /** The brokers for errors and events, credentials removed. */
   where: string;
 }
@@ -83,17 +95,25 @@ export function resolveKafkaOptions(options: KafkaConsumerOptions): ResolvedKafk
     throw new TypeError(`${owner}: option "fromBeginning" must be a boolean, got ${JSON.stringify(options.fromBeginning)}`);
   }
   let deadLetterTopic = (topic: string) => `${topic}.dlq`;
+  let deadLetterAutoCreate = true;
   if (options.deadLetter !== undefined) {
     const dl = objectOption(owner, 'deadLetter', options.deadLetter);
-    const topic = stringOption(owner, 'deadLetter.topic', dl.topic);
-    deadLetterTopic = () => topic;
+    if (dl.topic !== undefined) {
+      const topic = stringOption(owner, 'deadLetter.topic', dl.topic);
+      deadLetterTopic = () => topic;
+    }
+    if (dl.allowAutoTopicCreation !== undefined) {
+      if (typeof dl.allowAutoTopicCreation !== 'boolean') {
+        throw new TypeError(`${owner}: option "deadLetter.allowAutoTopicCreation" must be a boolean, got ${JSON.stringify(dl.allowAutoTopicCreation)}`);
+      }
+      deadLetterAutoCreate = dl.allowAutoTopicCreation;
+    }
   }
   const sessionTimeout = integerOption(owner, 'sessionTimeout', options.sessionTimeout, { min: 1000, fallback: 30_000 });
   const heartbeatInterval = integerOption(owner, 'heartbeatInterval', options.heartbeatInterval, { min: 1, fallback: 3000 });
   if (heartbeatInterval >= sessionTimeout) {
     throw new RangeError(`${owner}: option "heartbeatInterval" must be below "sessionTimeout" (${sessionTimeout}), got ${heartbeatInterval}`);
   }
-  const recovery = options.recovery === undefined ? {} : objectOption(owner, 'recovery', options.recovery);
   return {
     kafka,
     groupId,
@@ -101,14 +121,15 @@ export function resolveKafkaOptions(options: KafkaConsumerOptions): ResolvedKafk
     fromBeginning: options.fromBeginning ?? false,
     ordering: oneOfOption(owner, 'ordering', options.ordering, ['partition', 'key', 'unordered'] as const, 'key'),
     deadLetterTopic,
+    deadLetterAutoCreate,
     commitIntervalMs: integerOption(owner, 'commitIntervalMs', options.commitIntervalMs, { min: 10, fallback: 1000 }),
     maxHeldPerPartition: integerOption(owner, 'maxHeldPerPartition', options.maxHeldPerPartition, { min: 1, fallback: 256 }),
     sessionTimeout,
     heartbeatInterval,
     rebalanceTimeout: integerOption(owner, 'rebalanceTimeout', options.rebalanceTimeout, { min: 1000, fallback: 60_000 }),
     maxWaitTimeInMs: integerOption(owner, 'maxWaitTimeInMs', options.maxWaitTimeInMs, { min: 1, fallback: 500 }),
-    startAttempts: integerOption(owner, 'recovery.startAttempts', recovery.startAttempts, { min: 1, fallback: 3 }),
-    backoff: retryPolicy({ maxAttempts: Number.MAX_SAFE_INTEGER, backoff: { initialMs: 200, maxMs: 5000, ...(recovery.backoff as BackoffOptions) } }, `${owner} recovery`),
+    recovery: resolveRecovery(owner, options.recovery),
+    connectTimeoutMs: integerOption(owner, 'connectTimeoutMs', options.connectTimeoutMs, { min: 1, fallback: CONNECT_TIMEOUT_DEFAULT_MS }),
     where,
   };
 }

@@ -1,5 +1,5 @@
 import { KeyScheduler } from './key-scheduler.js';
-import { OffsetTracker } from './offset-tracker.js';
+import { DonePrefix } from '../../src/adapter/index.js';
 import type { KafkaRecord } from './options.js';
 
 /** Why a partition is paused; it fetches again only when no reason is left. */
@@ -24,17 +24,19 @@ export class PartitionState {
   readonly id: string;
   /** `topic/partition/`: a message's id is this and its offset (when it has no message-id header). */
   readonly idPrefix: string;
-  readonly tracker = new OffsetTracker();
+  readonly tracker = new DonePrefix();
   readonly lanes = new KeyScheduler<Work, number>();
   readonly reasons = new Set<PauseReason>();
   /** What kafkajs was last told (it keeps pause state across rebalances, so we re-apply it on every join). */
   pausedInClient = false;
-  /** Held outside the pool besides lane followers: retries waiting out their backoff, messages waiting for room. */
+  /** Held outside the pool besides lane followers: retries and deferrals waiting out their delay, messages waiting for room. */
   waiting = 0;
+  /** No longer assigned (or the source closed): this epoch's deliveries are stale and can mark, release or commit nothing. */
   revoked = false;
   /** Set while the batch loop waits for held messages to go to the pool (see #awaitRelease). */
   onRelease: (() => void) | undefined;
-  readonly retryTimers = new Set<NodeJS.Timeout>();
+  /** Retries and deferrals waiting out their delay. */
+  readonly timers = new Set<NodeJS.Timeout>();
 
   constructor(
     readonly topic: string,
@@ -51,9 +53,15 @@ export class PartitionState {
 
   revoke(): void {
     this.revoked = true;
-    for (const timer of this.retryTimers) clearTimeout(timer);
-    this.retryTimers.clear();
+    this.clearTimers();
     this.lanes.clear();
+  }
+
+  /** Abandons the retries and deferrals waiting here: their offsets stay uncommitted, so Kafka delivers them again. */
+  clearTimers(): void {
+    for (const timer of this.timers) clearTimeout(timer);
+    this.waiting -= this.timers.size;
+    this.timers.clear();
   }
 }
 

@@ -1,11 +1,13 @@
 import type { Kafka, KafkaConfig, Message as KafkajsMessage, Producer, RecordMetadata } from 'kafkajs';
 import { injectTraceContext } from '../../src/ops/tracing.js';
-import { redactError } from '../../src/redact.js';
+import { redactError } from '../../src/adapter/index.js';
 import { resolveKafka } from './options.js';
 
 export interface KafkaPublisherOptions {
   /** kafkajs client config, or a `Kafka` instance you own. */
   kafka: KafkaConfig | Kafka;
+  /** Have a missing topic created (when the broker allows it). Default true. */
+  allowAutoTopicCreation?: boolean;
 }
 
 export interface KafkaPublishJsonOptions {
@@ -33,17 +35,22 @@ export interface KafkaPublisher {
 /** The header sluice reads `msg.id` from (Kafka messages have no id of their own). */
 export const MESSAGE_ID_HEADER = 'message-id';
 
-
 /**
  * An idempotent producer (no duplicates from its own retries) that waits for all in-sync
  * replicas. Connects before it resolves: an unreachable cluster is an error here, not later.
  */
 export async function kafkaPublisher(options: KafkaPublisherOptions): Promise<KafkaPublisher> {
   const { kafka, where } = resolveKafka('kafkaPublisher', options?.kafka);
-  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 5, allowAutoTopicCreation: true });
-  await producer.connect().catch((error: unknown) => {
+  const publisher = unconnectedPublisher(kafka, options.allowAutoTopicCreation ?? true);
+  await publisher.producer.connect().catch((error: unknown) => {
     throw new Error(`kafkaPublisher: cannot connect to ${where}: ${redactError(error)}`, { cause: error });
   });
+  return publisher;
+}
+
+/** The publisher before `producer.connect()`: the consumer's dead-letter producer connects it within its own start attempts. */
+export function unconnectedPublisher(kafka: Kafka, allowAutoTopicCreation: boolean): KafkaPublisher {
+  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 5, allowAutoTopicCreation });
   const publish = async (topic: string, messages: KafkajsMessage[]) => {
     // The active OpenTelemetry context (`traceparent`), when @opentelemetry/api is installed; a message's own headers win.
     const trace = await injectTraceContext({});

@@ -1,66 +1,66 @@
 /** The Kafka adapter's pure logic: the per-partition commit position and the per-key lanes. */
 import { describe, expect, it } from 'vitest';
 import { KeyScheduler, laneOf } from '../../adapters/kafka/key-scheduler.js';
-import { OffsetTracker } from '../../adapters/kafka/offset-tracker.js';
+import { DonePrefix } from '../../src/adapter/index.js';
 
-describe('OffsetTracker', () => {
+describe('DonePrefix (Kafka offsets)', () => {
   it('commits offset + 1 of the contiguous done prefix, whatever order things finish in', () => {
-    const t = new OffsetTracker();
-    expect(t.commitOffset()).toBeUndefined();
+    const t = new DonePrefix();
+    expect(t.end()).toBeUndefined();
     for (const o of [10, 11, 12, 13, 14]) t.take(o);
-    expect(t.commitOffset()).toBe(10);
+    expect(t.end()).toBe(10);
     expect(t.done(12)).toBe(false);
     expect(t.done(13)).toBe(false);
-    expect(t.commitOffset()).toBe(10);
+    expect(t.end()).toBe(10);
     expect(t.done(10)).toBe(true);
-    expect(t.commitOffset()).toBe(11);
+    expect(t.end()).toBe(11);
     expect(t.done(11)).toBe(true);
-    expect(t.commitOffset()).toBe(14);
+    expect(t.end()).toBe(14);
     expect(t.open).toBe(1);
     t.done(14);
-    expect(t.commitOffset()).toBe(15);
+    expect(t.end()).toBe(15);
     expect(t.open).toBe(0);
   });
 
   it('handles gaps (compacted offsets) and transaction markers via advanceTo', () => {
-    const t = new OffsetTracker();
+    const t = new DonePrefix();
     t.take(3);
     t.take(7);
     t.done(7);
-    expect(t.commitOffset()).toBe(3);
+    expect(t.end()).toBe(3);
     t.done(3);
-    expect(t.commitOffset()).toBe(8);
+    expect(t.end()).toBe(8);
     t.advanceTo(10);
-    expect(t.commitOffset()).toBe(10);
-    expect(t.position).toBe(10);
+    expect(t.end()).toBe(10);
+    expect(t.next).toBe(10);
     t.advanceTo(9); // never backwards
-    expect(t.position).toBe(10);
+    expect(t.next).toBe(10);
   });
 
-  it('pendingCommit only reports progress beyond the last confirmed commit', () => {
-    const t = new OffsetTracker();
+  it('pendingConfirm only reports progress beyond the last confirmed commit', () => {
+    const t = new DonePrefix();
     t.take(0);
     t.take(1);
-    expect(t.pendingCommit()).toBe(0);
-    t.markCommitted(0);
-    expect(t.pendingCommit()).toBeUndefined();
+    expect(t.pendingConfirm()).toBe(0);
+    t.markConfirmed(0);
+    expect(t.pendingConfirm()).toBeUndefined();
     t.done(0);
-    expect(t.pendingCommit()).toBe(1);
-    t.markCommitted(1);
-    t.markCommitted(0); // a late, older confirmation does not move it back
-    expect(t.committed).toBe(1);
-    expect(t.pendingCommit()).toBeUndefined();
+    expect(t.pendingConfirm()).toBe(1);
+    t.markConfirmed(1);
+    t.markConfirmed(0); // a late, older confirmation does not move it back
+    expect(t.confirmed).toBe(1);
+    expect(t.pendingConfirm()).toBeUndefined();
   });
 
   it('untake gives the last taken offset back (the pool refused it); order is enforced', () => {
-    const t = new OffsetTracker();
+    const t = new DonePrefix();
     t.take(5);
     t.take(6);
     t.untake(6);
-    expect(t.position).toBe(6);
+    expect(t.next).toBe(6);
     expect(t.open).toBe(1);
     expect(() => t.untake(5)).not.toThrow();
-    expect(t.position).toBe(5);
+    expect(t.next).toBe(5);
     t.take(5);
     expect(() => t.take(4)).toThrow(RangeError);
     expect(() => t.untake(9)).toThrow(RangeError);
@@ -71,7 +71,7 @@ describe('OffsetTracker', () => {
   });
 
   it('stays correct over many offsets finished in random order (compaction of its arrays)', () => {
-    const t = new OffsetTracker();
+    const t = new DonePrefix();
     const n = 5000;
     for (let i = 0; i < n; i++) t.take(i);
     const order = Array.from({ length: n }, (_, i) => i);
@@ -87,9 +87,9 @@ describe('OffsetTracker', () => {
       done.add(o);
       let expected = 0;
       while (done.has(expected)) expected++;
-      expect(t.commitOffset()).toBe(expected);
+      expect(t.end()).toBe(expected);
     }
-    expect(t.commitOffset()).toBe(n);
+    expect(t.end()).toBe(n);
   });
 });
 

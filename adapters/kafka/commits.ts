@@ -1,0 +1,65 @@
+import type { Consumer as KafkajsConsumer } from 'kafkajs';
+import { redactError, type SourceEvent } from '../../src/adapter/index.js';
+import type { Group } from './group.js';
+import type { PartitionState } from './partition.js';
+
+/** Commit failures that only mean "the group moved on": the next owner reads from what was committed before. */
+const REBALANCE_ERRORS = new Set(['REBALANCE_IN_PROGRESS', 'ILLEGAL_GENERATION', 'UNKNOWN_MEMBER_ID', 'NOT_COORDINATOR']);
+
+interface Due {
+  state: PartitionState;
+  offset: number;
+}
+
+/**
+ * Commits each partition's done prefix (`DonePrefix.end()`: the first offset not finished)
+ * periodically, when a rebalance starts and at close. Only partitions of the current assignment
+ * are named, and only while joined; the sends go one at a time.
+ */
+export class Commits {
+  #timer: NodeJS.Timeout | undefined;
+  #chain: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly group: Group,
+    private readonly intervalMs: number,
+    private readonly report: (event: SourceEvent) => void,
+  ) {}
+
+  start(): void {
+    this.#timer ??= setInterval(() => void this.commit(), this.intervalMs);
+    this.#timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+  }
+
+  /** What to commit is read now (a rebalance may be about to start); resolves once it was sent. */
+  commit(): Promise<void> {
+    const group = this.group;
+    const client = group.client;
+    if (!client || !group.joined) return this.#chain;
+    const due: Due[] = [];
+    for (const state of group.states.values()) {
+      const offset = state.tracker.pendingConfirm();
+      if (offset !== undefined) due.push({ state, offset });
+    }
+    if (due.length === 0) return this.#chain;
+    this.#chain = this.#chain.then(() => this.#send(client, due));
+    return this.#chain;
+  }
+
+  async #send(client: KafkajsConsumer, due: Due[]): Promise<void> {
+    try {
+      await client.commitOffsets(due.map(({ state, offset }) => ({ topic: state.topic, partition: state.partition, offset: String(offset) })));
+      // kafkajs skips a commit silently while it restarts after a crash: count it only when still joined.
+      if (this.group.joined) for (const { state, offset } of due) state.tracker.markConfirmed(offset);
+    } catch (error) {
+      const type = (error as { type?: string }).type;
+      if ((type !== undefined && REBALANCE_ERRORS.has(type)) || !this.group.joined) return;
+      this.report({ type: 'error', error: new Error(redactError(error)), detail: 'commit' });
+    }
+  }
+}
