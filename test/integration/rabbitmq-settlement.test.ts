@@ -125,6 +125,7 @@ describe('rabbitConsumer settles on a real RabbitMQ when the broker refuses a se
     const runs = new Map<string, number>();
     const handled = new Map<string, number>();
     const hold = gate();
+    const full = gate();
     const retryErrors: string[] = [];
     const consumer = rabbitConsumer({
       url: rabbit.url,
@@ -135,7 +136,11 @@ describe('rabbitConsumer settles on a real RabbitMQ when the broker refuses a se
       handler: async (m: Message, { attempt }) => {
         count(runs, m.id);
         if (m.id === 'flaky') {
-          if (attempt === 1) throw new Error('flaky: first attempt fails');
+          // Its first attempt fails only once the queue is full again, so that its retry finds it full.
+          if (attempt === 1) {
+            await full.opened;
+            throw new Error('flaky: first attempt fails');
+          }
         } else await hold.opened; // healthy ones hold their slot until the test lets them go
         count(handled, m.id);
       },
@@ -148,6 +153,7 @@ describe('rabbitConsumer settles on a real RabbitMQ when the broker refuses a se
     await until(() => (runs.get('flaky') ?? 0) >= 1 && (runs.get('h-0') ?? 0) >= 1, 'both slots busy', 10_000);
     for (let i = limit - 1; i < limit + 1; i++) await publish(`h-${i}`);
     expect((await rabbit.depth(queue)).messageCount).toBe(limit);
+    full.open();
 
     // The retry of 'flaky' is refused (full queue), so is setting it aside; it is given back and comes again.
     await until(() => retryErrors.length >= 2 && (runs.get('flaky') ?? 0) >= 2, 'retry republish refused, flaky delivered again', 20_000);
