@@ -1,6 +1,5 @@
 import { connect, type ConnectionOptions, type NatsConnection } from 'nats';
-import { redactError, redactText } from '../../src/redact.js';
-import { objectOption, stringOption } from '../../src/validate.js';
+import { objectOption, redactError, redactText, stringOption, type SourceEvent } from '../../src/adapter/index.js';
 
 /** How an adapter gets its NATS connection: made from `servers` (owned), or given (borrowed). */
 export interface NatsConnectionOptions {
@@ -47,18 +46,24 @@ export async function openConnection(c: ResolvedConnection, name: string): Promi
   }
 }
 
-/** Turns the client's status stream into source events until the connection closes. */
+/**
+ * Turns the client's status stream into source events until the connection closes; `onChange`
+ * hears each status type too (a source stops pulling while disconnected and starts its pulls
+ * over after a reconnect).
+ */
 export function watchStatus(
   nc: NatsConnection,
-  report: (event: { type: 'connected' | 'disconnected' | 'recovered'; detail: string; error?: unknown } | { type: 'error'; error: unknown; detail: string }) => void,
+  report: (event: SourceEvent) => void,
+  onChange?: (type: string) => void,
 ): void {
   void (async () => {
     let reconnects = 0;
     for await (const s of nc.status()) {
       const detail = `NATS ${s.type}${s.data ? `: ${redactText(String(s.data))}` : ''}`;
       if (s.type === 'disconnect') report({ type: 'disconnected', detail });
-      else if (s.type === 'reconnect') report({ type: 'recovered', detail, attempts: ++reconnects } as never);
+      else if (s.type === 'reconnect') report({ type: 'recovered', detail, attempts: ++reconnects });
       else if (s.type === 'error') report({ type: 'error', error: new Error(detail), detail: 'nats status' });
+      onChange?.(s.type);
     }
   })().catch(() => {});
 }

@@ -1,10 +1,5 @@
-import type { Msg, NatsConnection, Subscription } from 'nats';
-import { deadLetterHeaders, type DeadLetterInfo } from '../../src/dead-letter.js';
-import { Message } from '../../src/message.js';
-import { withRetries } from '../../src/reconnect.js';
-import { redactError } from '../../src/redact.js';
-import { retryPolicy } from '../../src/retry.js';
-import type { Delivery, Source, SourceContext } from '../../src/source.js';
+import type { JetStreamClient, Msg, NatsConnection, Subscription } from 'nats';
+import { connectAtStart, deadLetterHeaders, Message, type DeadLetterInfo, type Delivery, type ResolvedRecovery, type Source, type SourceCapabilities, type SourceContext } from '../../src/adapter/index.js';
 import { openConnection, watchStatus, type ResolvedConnection } from './connection.js';
 import { fromNatsHeaders, toNatsHeaders } from './message.js';
 
@@ -13,7 +8,7 @@ export interface ResolvedCoreOptions {
   subject: string;
   queueGroup: string | undefined;
   deadLetterSubject: string | undefined;
-  startAttempts: number;
+  recovery: ResolvedRecovery;
 }
 
 /** The error a requester gets, as NATS services (nats.js `services`) send it. */
@@ -27,38 +22,51 @@ function errorReply(msg: Msg, code: number, description: string): void {
  */
 export class CoreSource implements Source {
   readonly name: string;
+  readonly capabilities: SourceCapabilities;
   #ctx!: SourceContext;
   #nc: NatsConnection | undefined;
   #owned = false;
   #subscription: Subscription | undefined;
+  /** Set when a JetStream stream captures the dead-letter subject: dead letters then wait for its PubAck. */
+  #deadLetterJs: JetStreamClient | undefined;
   /** Plain messages that could not be processed (overload, failure, shutdown) and had nowhere to go. */
   dropped = 0;
 
   constructor(private readonly o: ResolvedCoreOptions) {
     this.name = `nats:${o.subject}${o.queueGroup ? ` (${o.queueGroup})` : ''}`;
+    // Only a queue group can stop deliveries without losing them: the other members take them.
+    this.capabilities = { delayedRetry: false, redelivery: false, pause: o.queueGroup !== undefined };
   }
 
   async start(ctx: SourceContext): Promise<void> {
     this.#ctx = ctx;
-    const opened = await withRetries(() => openConnection(this.o.connection, this.name), {
-      policy: retryPolicy({ maxAttempts: this.o.startAttempts, backoff: { initialMs: 100, maxMs: 2000 } }, this.name),
-      signal: ctx.signal,
-    }).catch((error: unknown) => {
-      throw new Error(`${this.name}: could not start after ${this.o.startAttempts} attempt(s): ${redactError(error)}`, { cause: error });
-    });
+    const opened = await connectAtStart(this, this.o.connection.where, this.o.recovery, ctx, () => openConnection(this.o.connection, this.name));
     this.#nc = opened.nc;
     this.#owned = opened.owned;
-    watchStatus(opened.nc, (event) => ctx.report(event as never));
+    watchStatus(opened.nc, (event) => ctx.report(event));
+    if (this.o.deadLetterSubject) this.#deadLetterJs = await this.#streamCapturing(this.o.deadLetterSubject);
     this.#subscribe();
     // A round trip, so that messages published after start() resolves are seen.
     await opened.nc.flush();
     ctx.report({ type: 'connected', detail: `${this.name} at ${this.o.connection.where}` });
   }
 
+  /** A JetStream client when some stream captures `subject` (then its publish can be confirmed by a PubAck). */
+  async #streamCapturing(subject: string): Promise<JetStreamClient | undefined> {
+    try {
+      const jsm = await this.#nc!.jetstreamManager();
+      await jsm.streams.find(subject);
+      return this.#nc!.jetstream();
+    } catch {
+      return undefined; // no stream captures it, or no JetStream on this server
+    }
+  }
+
   /**
    * In a queue group: unsubscribes, so the other members take the traffic meanwhile. Alone:
-   * stays subscribed, because an unsubscribed subject loses messages without anyone counting
-   * them; what the pool cannot take is answered (503) or dropped and counted instead.
+   * stays subscribed (capabilities.pause is false), because an unsubscribed subject loses
+   * messages without anyone counting them; what the pool cannot take is answered (503) or dropped
+   * and counted instead.
    */
   async pause(): Promise<void> {
     if (this.o.queueGroup) this.#unsubscribe();
@@ -87,38 +95,85 @@ export class CoreSource implements Source {
       queue: this.o.queueGroup,
       callback: (error, msg) => {
         if (error) return this.#ctx.report({ type: 'error', error, detail: `${this.name}: subscription` });
-        this.#ctx.dispatch(this.#delivery(msg));
+        // Refused (pool full, a gate, stopping): nothing can hand it back.
+        if (this.#ctx.dispatch(new CoreDelivery(msg, this)) !== 'accepted') this.refuse(msg);
       },
     });
   }
 
-  #delivery(msg: Msg): Delivery<Msg> {
-    const message = new Message<Msg>({
+  /** A request gets a 503 the requester can back off on and retry; a plain message is dropped and counted. */
+  refuse(msg: Msg): void {
+    if (msg.reply) errorReply(msg, 503, 'overloaded');
+    else this.dropped++;
+  }
+
+  /** Publishes a dead letter and confirms it where NATS can: a PubAck from the stream, else a server round trip. */
+  async publishDeadLetter(data: Uint8Array, headers: Record<string, string>, msgID: string): Promise<void> {
+    const subject = this.o.deadLetterSubject!;
+    if (this.#deadLetterJs) {
+      await this.#deadLetterJs.publish(subject, data, { headers: toNatsHeaders(headers), msgID });
+      return;
+    }
+    this.#nc!.publish(subject, data, { headers: toNatsHeaders(headers) });
+    await this.#nc!.flush();
+  }
+
+  get deadLetterSubject(): string | undefined {
+    return this.o.deadLetterSubject;
+  }
+}
+
+let sequence = 0;
+
+/** Core NATS's translation of the settlements: answers and counts, since nothing is redelivered. */
+class CoreDelivery implements Delivery<Msg> {
+  readonly message: Message<Msg>;
+  /** The requester got its one answer (a 500 for a failed handler): a later give-back must not answer again. */
+  #answered = false;
+
+  constructor(
+    private readonly msg: Msg,
+    private readonly source: CoreSource,
+  ) {
+    this.message = new Message<Msg>({
       body: msg.data,
       headers: fromNatsHeaders(msg.headers),
-      id: msg.headers?.get('Nats-Msg-Id') || `${msg.subject}:${msg.sid}:${Date.now().toString(36)}:${Math.random().toString(36).slice(2, 8)}`,
+      id: msg.headers?.get('Nats-Msg-Id') || `${msg.subject}:${msg.sid}:${Date.now().toString(36)}:${(++sequence).toString(36)}`,
       key: msg.subject,
-      source: this.o.subject,
+      source: source.name.slice('nats:'.length),
       raw: msg,
     });
-    const fail = async (info: DeadLetterInfo) => {
-      if (msg.reply) errorReply(msg, 500, info.error.message);
-      if (this.o.deadLetterSubject) {
-        this.#nc!.publish(this.o.deadLetterSubject, msg.data, { headers: toNatsHeaders(deadLetterHeaders(message, info)) });
-      } else if (!msg.reply) this.dropped++;
-    };
-    return {
-      message,
-      ack: () => {},
-      // natsSubscriber allows one attempt only: a retry would need a redelivery core NATS does not have.
-      retry: async () => {
-        throw new Error(`${this.name}: core NATS cannot redeliver; retry is not available`);
-      },
-      deadLetter: fail,
-      giveBack: async () => {
-        if (msg.reply) errorReply(msg, 503, 'overloaded');
-        else this.dropped++;
-      },
-    };
+  }
+
+  ack(): void {}
+
+  // natsSubscriber allows one attempt only: a retry would need a redelivery core NATS does not have.
+  async retry(): Promise<void> {
+    throw new Error(`${this.source.name}: core NATS cannot redeliver; retry is not available`);
+  }
+
+  /**
+   * A request gets a 500 with the error at once (once, even if the dead-letter publish is tried
+   * again); then the dead letter is published and confirmed. No dead-letter subject: a plain
+   * message is dropped and counted. A refused dead-letter publish throws: the runtime tries again,
+   * and gives the message up (counted) if it keeps failing.
+   */
+  async deadLetter(info: DeadLetterInfo): Promise<void> {
+    const msg = this.msg;
+    if (msg.reply && !this.#answered) {
+      this.#answered = true;
+      errorReply(msg, 500, info.error.message);
+    }
+    if (this.source.deadLetterSubject) {
+      const headers = deadLetterHeaders(this.message, info);
+      delete headers['Nats-Msg-Id']; // the dead letter's own id (below): JetStream would deduplicate it against the original
+      await this.source.publishDeadLetter(msg.data, headers, `dlq:${this.message.id}`);
+    } else if (!msg.reply) this.source.dropped++;
+  }
+
+  async giveBack(): Promise<void> {
+    if (this.msg.reply && this.#answered) return;
+    this.#answered = true;
+    this.source.refuse(this.msg);
   }
 }

@@ -1,8 +1,8 @@
-import { AckPolicy, DeliverPolicy, nanos, type ConsumerConfig, type ConsumerMessages, type Consumer as JsConsumer, type JetStreamClient, type JetStreamManager, type JsMsg, type NatsConnection } from 'nats';
-import { abortableDelay, withRetries } from '../../src/reconnect.js';
-import { redactError } from '../../src/redact.js';
-import type { RetryPolicy } from '../../src/retry.js';
-import type { Source, SourceContext } from '../../src/source.js';
+import { AckPolicy, DeliverPolicy, createInbox, nanos, type ConsumerConfig, type JetStreamClient, type JetStreamManager, type JsMsg, type Msg, type NatsConnection, type Subscription } from 'nats';
+// The pull protocol is driven here (see JetStreamSource); the client's own wrapper turns a pulled
+// message into a JsMsg with ack/nak/working/term. Not re-exported by the package's entry.
+import { toJsMsg } from 'nats/lib/jetstream/jsmsg.js';
+import { abortableDelay, connectAtStart, redactError, withBackoff, type ResolvedRecovery, type Source, type SourceCapabilities, type SourceContext } from '../../src/adapter/index.js';
 import { openConnection, watchStatus, type ResolvedConnection } from './connection.js';
 import { JetStreamDelivery, type JetStreamScope } from './jetstream-delivery.js';
 
@@ -16,35 +16,58 @@ export interface ResolvedJetStreamOptions {
   /** The pool's capacity: the most this source may have unacked at the server. */
   capacity: number;
   pullExpiresMs: number;
-  startAttempts: number;
-  backoff: RetryPolicy;
+  recovery: ResolvedRecovery;
 }
 
+/** Open pull requests at most: the server keeps at most `max_waiting` (512) per durable, shared by every instance. */
+const MAX_OPEN_REQUESTS = 8;
+const encoder = new TextEncoder();
 
 /**
  * JetStream pull consumer whose pulls never ask for more than the pool can take: each pull
- * requests at most the pool's free places minus what earlier pulls may still deliver, so the
- * messages unacked at the server stay within the pool's capacity. Several pulls overlap so the
- * pipe does not empty between batches.
+ * request asks for the pool's free places minus what open requests may still deliver, so the
+ * messages unacked at the server stay within the pool's capacity.
+ *
+ * It speaks the pull protocol itself over one inbox subscription (what nats.js `consume()` does
+ * inside) instead of a `fetch()` per batch: a pull is then one small publish, so it can be sent as
+ * soon as a slot frees (no waiting for half the capacity), and an idle consumer costs one
+ * long-poll request per `pullExpiresMs` plus the server's idle heartbeats, like the raw client's
+ * `consume()` loop — no subscription, status iterator and timers per pull, no lookup per empty pull.
+ * The server answers requests in order, so deliveries are counted against the oldest open request;
+ * a request that ends early (expired, 409) says how much it left undelivered.
  */
 export class JetStreamSource implements Source {
   readonly name: string;
+  readonly capabilities: SourceCapabilities = { delayedRetry: true, redelivery: true, pause: true };
   #ctx!: SourceContext;
   #nc: NatsConnection | undefined;
   #owned = false;
   #js!: JetStreamClient;
-  #consumer: JsConsumer | undefined;
+  #jsm: JetStreamManager | undefined;
+  #sub: Subscription | undefined;
+  #inbox = '';
+  #pullSubject: string;
   #ackWaitMs = 30_000;
+  readonly #heartbeatMs: number;
+  /** When the durable the source is bound to was created: a different one means it was made anew. */
+  #createdAt: string | undefined;
   #paused = false;
   #stopped = false;
-  /** Requested from the server and not yet delivered. */
+  #connected = true;
+  #recovering = false;
+  /** What each open pull request may still deliver, oldest first. */
+  #requests: number[] = [];
+  /** Their sum: requested from the server and not yet delivered. */
   #outstanding = 0;
-  #batches = new Set<ConsumerMessages>();
+  /** Last time anything (a message, a heartbeat, a status) arrived on the inbox. */
+  #lastActivity = 0;
+  #pullScheduled = false;
+  #waitingForRoom = false;
+  #monitor: NodeJS.Timeout | undefined;
   /** Dispatched and not settled, with the time they arrived: they need `working()` before ack_wait ends. */
   #live = new Map<JsMsg, number>();
+  /** Runs only while something is live: an idle consumer has no keep-alive timer. */
   #keepAlive: NodeJS.Timeout | undefined;
-  #loop: Promise<void> | undefined;
-  #wake: (() => void) | undefined;
   readonly #scope: JetStreamScope;
   /**
    * Acks of this event-loop turn, sent together: one socket write instead of one per message
@@ -52,81 +75,81 @@ export class JetStreamSource implements Source {
    * they count against the pull size.
    */
   #acks: JsMsg[] = [];
-  #notifyScheduled = false;
-  /** Set when a pull ended in an error: the loop recovers (backoff, rebind) before pulling again. */
-  #pullError: unknown;
-  #jsm: JetStreamManager | undefined;
-  /** When the durable was last looked up after an empty pull. */
-  #lastLookup = 0;
 
   constructor(private readonly o: ResolvedJetStreamOptions) {
     this.name = `nats:${o.stream}/${o.durable}`;
+    this.#pullSubject = `$JS.API.CONSUMER.MSG.NEXT.${o.stream}.${o.durable}`;
+    // As nats.js does for consume(): half the expiry, at most 30 s; two missed ones mean the requests are gone.
+    this.#heartbeatMs = Math.min(30_000, Math.max(500, Math.floor(o.pullExpiresMs / 2)));
     this.#scope = {
       stream: o.stream,
       deadLetterSubject: o.deadLetterSubject,
       js: undefined as never,
+      epoch: 0,
+      closed: () => this.#nc?.isClosed() ?? false,
       ack: (msg) => {
         if (this.#acks.push(msg) === 1) setImmediate(this.#flushAcks);
       },
       settled: (msg) => {
         this.#live.delete(msg);
-        this.#notifySoon();
+        this.#schedulePull();
       },
     };
   }
 
   async start(ctx: SourceContext): Promise<void> {
     this.#ctx = ctx;
-    await withRetries(() => this.#open(), {
-      policy: { maxAttempts: this.o.startAttempts, delayMs: (n) => this.o.backoff.delayMs(n) },
-      signal: ctx.signal,
-      onRetry: (error, attempt, delayMs) => ctx.report({ type: 'error', error, detail: `start attempt ${attempt} of ${this.o.startAttempts} failed; next in ${delayMs} ms` }),
-    }).catch((error: unknown) => {
-      throw new Error(`${this.name}: could not start after ${this.o.startAttempts} attempt(s): ${redactError(error)}`, { cause: error });
-    });
-    watchStatus(this.#nc!, (event) => ctx.report(event as never));
-    this.#keepAlive = setInterval(() => this.#keepWorking(), Math.max(100, this.#ackWaitMs / 3));
-    this.#loop = this.#pullLoop();
+    const { nc, owned } = await connectAtStart(this, this.o.connection.where, this.o.recovery, ctx, () => openConnection(this.o.connection, this.name));
+    this.#nc = nc;
+    this.#owned = owned;
+    this.#js = nc.jetstream();
+    this.#scope.js = this.#js;
+    try {
+      await withBackoff(() => this.#bindConsumer(), {
+        policy: { maxAttempts: this.o.recovery.startAttempts, delayMs: (n) => this.o.recovery.backoff.delayMs(n) },
+        signal: ctx.signal,
+        onFailure: (error, attempt, delayMs) => ctx.report({ type: 'error', error, detail: `${this.name}: binding attempt ${attempt} failed; next in ${delayMs} ms` }),
+      });
+    } catch (error) {
+      if (owned) await nc.close().catch(() => {});
+      throw new Error(`${this.name}: ${redactError(error)}`, { cause: error });
+    }
+    watchStatus(nc, (event) => ctx.report(event), (type) => this.#onStatusChange(type));
+    this.#inbox = createInbox((nc as { options?: { inboxPrefix?: string } }).options?.inboxPrefix);
+    this.#sub = nc.subscribe(this.#inbox, { callback: (error, msg) => this.#onInbox(error, msg) });
+    this.#lastActivity = Date.now();
+    this.#monitor = setInterval(() => this.#checkHeartbeats(), this.#heartbeatMs);
+    this.#pull();
     ctx.report({ type: 'connected', detail: `${this.name} at ${this.o.connection.where}` });
   }
 
   async pause(): Promise<void> {
+    // No new pulls; open requests (at most the free places they were sized by) may still deliver.
     this.#paused = true;
   }
 
   async resume(): Promise<void> {
     this.#paused = false;
-    this.#notify();
+    this.#schedulePull();
   }
 
   async stop(): Promise<void> {
-    // Pulls already sent keep delivering until they end; what arrives now is given back (nak) at once.
+    // Open requests keep delivering until they end; what arrives now is refused by the runtime and nak'ed at once.
     this.#stopped = true;
-    this.#notify();
   }
 
   async close(): Promise<void> {
     this.#stopped = true;
     this.#flushAcks();
-    this.#notify();
-    for (const batch of this.#batches) batch.stop();
-    await this.#loop;
+    clearInterval(this.#monitor);
     clearInterval(this.#keepAlive);
+    this.#keepAlive = undefined;
+    this.#sub?.unsubscribe();
+    this.#sub = undefined;
     if (this.#owned) await this.#nc?.drain().catch(() => this.#nc?.close());
   }
 
-  /** Connects and finds (or creates) the durable consumer; the errors name the stream and durable. */
-  async #open(): Promise<void> {
-    if (!this.#nc) {
-      const { nc, owned } = await openConnection(this.o.connection, this.name);
-      this.#nc = nc;
-      this.#owned = owned;
-      this.#js = nc.jetstream();
-      this.#scope.js = this.#js;
-    }
-    await this.#bindConsumer();
-  }
-
+  /** Finds (or creates, or updates) the durable; the errors name the stream and durable. */
   async #bindConsumer(): Promise<void> {
     const jsm = (this.#jsm ??= await this.#nc!.jetstreamManager());
     const { stream, durable, consumerConfig } = this.o;
@@ -159,109 +182,216 @@ export class JetStreamSource implements Source {
     } catch (cause) {
       throw new Error(`consumer "${durable}" not found on stream "${stream}" (${redactError(cause)}); give consumerConfig to have it created`, { cause });
     }
+    // A durable made anew (deleted under us): what was delivered by the old one can no longer be acked usefully.
+    if (this.#createdAt !== undefined && info.created !== this.#createdAt) this.#scope.epoch++;
+    this.#createdAt = info.created;
     this.#ackWaitMs = Math.max(1000, Number(info.config.ack_wait ?? nanos(30_000)) / 1e6);
-    this.#consumer = await this.#js.consumers.get(stream, durable);
   }
 
-  async #pullLoop(): Promise<void> {
-    // Fewer, larger pulls: each pull costs a subscription and a round trip (half the capacity measured best).
-    const minPull = Math.max(1, Math.floor(this.o.capacity / 2));
-    let failures = 0;
-    while (!this.#stopped) {
-      if (this.#paused) {
-        await this.#changed(1000);
-        continue;
-      }
+  #onInbox(error: Error | null, msg: Msg): void {
+    if (error) {
+      // The server refused the subscription (permissions): nothing will arrive on it.
+      this.#ctx.report({ type: 'error', error, detail: `${this.name}: pull inbox` });
+      return;
+    }
+    this.#lastActivity = Date.now();
+    // Statuses (heartbeats, expiry, errors) come on the inbox itself; messages keep their subject.
+    if (msg.subject === this.#inbox) return this.#onPullStatus(msg);
+    this.#delivered();
+    const jsMsg = toJsMsg(msg, 5000);
+    this.#live.set(jsMsg, performance.now());
+    this.#keepAlive ??= setInterval(this.#keepWorking, Math.max(100, this.#ackWaitMs / 3));
+    if (this.#ctx.dispatch(new JetStreamDelivery(jsMsg, this.#scope)) !== 'accepted') {
+      // Refused (pool full, a gate, stopping): back to the server at once.
+      this.#live.delete(jsMsg);
       try {
-        await this.#ctx.whenAvailable(this.#ctx.signal);
+        jsMsg.nak();
       } catch {
-        break; // stopping
+        // Connection closed: the server delivers it again after ack_wait.
       }
-      if (this.#pullError !== undefined) {
-        // A pull that ended in an error (the durable deleted, missed heartbeats): same path as a failed fetch.
-        const error = this.#pullError;
-        this.#pullError = undefined;
-        await this.#recover(error, ++failures);
-        continue;
-      }
-      const want = this.#ctx.freeCapacity() - this.#outstanding - this.#acks.length;
-      // Wait for a worthwhile pull, unless nothing is outstanding at all (then any room is worth it).
-      if (want < (this.#outstanding === 0 ? 1 : minPull)) {
-        await this.#changed(100);
-        continue;
-      }
-      try {
-        const batch = await this.#consumer!.fetch({ max_messages: want, expires: this.o.pullExpiresMs });
-        this.#outstanding += want;
-        this.#batches.add(batch);
-        void this.#drainBatch(batch, want);
-        if (failures > 0) this.#ctx.report({ type: 'recovered', detail: this.name, attempts: failures });
-        failures = 0;
-      } catch (error) {
-        if (this.#stopped) break;
-        await this.#recover(error, ++failures);
-      }
+      this.#schedulePull();
     }
-    // Let pulls already sent end (they deliver to the runtime, which gives back while stopping).
-    while (this.#batches.size > 0) await this.#changed(100);
   }
 
-  async #recover(error: unknown, failures: number): Promise<void> {
-    this.#ctx.report({ type: failures === 1 ? 'disconnected' : 'error', error, detail: `${this.name}: pull failed: ${redactError(error)}` });
-    // Pulls still waiting were sent to what failed: end them now rather than at their expiry (what
-    // they had delivered is dispatched; what the server sends after is unacked and comes back).
-    for (const batch of this.#batches) batch.stop();
-    await abortableDelay(this.o.backoff.delayMs(failures), this.#ctx.signal).catch(() => {});
-    if (this.#stopped) return;
-    // The consumer may have been deleted or the server restarted: look it up (or create it) again.
-    await this.#bindConsumer().catch((e: unknown) => this.#ctx.report({ type: 'error', error: e, detail: 'rebinding the consumer' }));
+  /** One message of the oldest open request arrived. */
+  #delivered(): void {
+    const head = this.#requests[0];
+    if (head === undefined) return; // a request from before a reset: not counted any more
+    this.#outstanding--;
+    if (head <= 1) this.#requests.shift();
+    else this.#requests[0] = head - 1;
   }
 
-  async #drainBatch(batch: ConsumerMessages, requested: number): Promise<void> {
-    let delivered = 0;
+  #onPullStatus(msg: Msg): void {
+    const code = msg.headers?.code ?? 0;
+    if (code === 100) return; // idle heartbeat
+    const description = msg.headers?.description ?? '';
+    const left = msg.headers?.get('Nats-Pending-Messages');
+    if (left) {
+      // A request ended (expired, or cut short: leadership change, size limit) with this much undelivered.
+      this.#endOldest(Number(left));
+      this.#schedulePull();
+    } else if (code === 409 && /consumer deleted/i.test(description)) {
+      this.#recover(new Error(`${this.name}: the durable was deleted (409 ${description})`));
+    } else if (code === 503) {
+      this.#recover(new Error(`${this.name}: no responders for pulls (JetStream unavailable?)`));
+    } else if (code === 408 || code === 404) {
+      this.#endOldest(undefined);
+      this.#schedulePull();
+    } else {
+      // Refused when it was made (400 bad request, 409 exceeded max waiting, …): the newest request.
+      const newest = this.#requests.pop();
+      if (newest !== undefined) this.#outstanding -= newest;
+      this.#ctx.report({ type: 'error', error: new Error(`${this.name}: pull refused: ${code} ${description}`), detail: `${this.name}: pull` });
+    }
+  }
+
+  /** The oldest open request ended with `left` undelivered (the server's count, when it sent one). */
+  #endOldest(left: number | undefined): void {
+    const head = this.#requests.shift();
+    if (head === undefined) return;
+    if (left !== undefined && left !== head && this.#requests.length > 0) {
+      // Deliveries counted against the oldest were for the next one (or the other way round).
+      this.#requests[0] = Math.max(0, this.#requests[0]! + (head - left));
+    }
+    this.#outstanding = this.#requests.reduce((sum, n) => sum + n, 0);
+  }
+
+  #resetRequests(): void {
+    this.#requests = [];
+    this.#outstanding = 0;
+  }
+
+  #onStatusChange(type: string): void {
+    if (type === 'disconnect') {
+      this.#connected = false;
+    } else if (type === 'reconnect') {
+      // The requests may have died with the old connection (or the server): count none and pull again.
+      this.#connected = true;
+      this.#resetRequests();
+      this.#lastActivity = Date.now();
+      this.#schedulePull();
+    }
+  }
+
+  /** After the pool has freed the slot (the task ends right after it settles), look for more work. */
+  #schedulePull(): void {
+    if (this.#pullScheduled) return;
+    this.#pullScheduled = true;
+    setImmediate(this.#pullSoon);
+  }
+
+  readonly #pullSoon = (): void => {
+    this.#pullScheduled = false;
+    this.#pull();
+  };
+
+  /**
+   * Asks for the free places not yet asked for. With nothing outstanding any free place is worth a
+   * pull (a busy stream answers at once); with requests open, a top-up waits for a quarter of the
+   * capacity, so that a trickle does not pile up small requests at the server.
+   */
+  #pull(): void {
+    if (this.#stopped || this.#paused || this.#recovering || !this.#connected || !this.#sub) return;
+    const free = this.#ctx.freeCapacity() - this.#outstanding - this.#acks.length;
+    const worth = this.#outstanding === 0 ? 1 : Math.max(1, Math.ceil(this.o.capacity / 4));
+    if (free >= worth && this.#requests.length < MAX_OPEN_REQUESTS) {
+      this.#request(free);
+    } else if (free <= 0 && this.#outstanding === 0 && this.#live.size === 0) {
+      // Nothing of ours will settle to wake us (a pool shared with others is full): wait for room.
+      this.#waitForRoom();
+    }
+  }
+
+  #request(batch: number): void {
+    this.#requests.push(batch);
+    this.#outstanding += batch;
+    if (this.#requests.length === 1) this.#lastActivity = Date.now();
     try {
-      for await (const msg of batch) {
-        delivered++;
-        this.#outstanding--;
-        this.#live.set(msg, performance.now());
-        this.#ctx.dispatch(new JetStreamDelivery(msg, this.#scope));
-      }
+      const body = `{"batch":${batch},"expires":${nanos(this.o.pullExpiresMs)},"idle_heartbeat":${nanos(this.#heartbeatMs)}}`;
+      this.#nc!.publish(this.#pullSubject, encoder.encode(body), { reply: this.#inbox });
     } catch (error) {
-      if (!this.#stopped) this.#pullError = error;
-    } finally {
-      this.#outstanding -= requested - delivered;
-      this.#batches.delete(batch);
-      if (delivered === 0 && !this.#stopped && this.#pullError === undefined) void this.#lookUpDurable();
-      this.#notify();
+      this.#requests.pop();
+      this.#outstanding -= batch;
+      if (!this.#stopped) this.#ctx.report({ type: 'error', error, detail: `${this.name}: pull` });
     }
+  }
+
+  #waitForRoom(): void {
+    if (this.#waitingForRoom) return;
+    this.#waitingForRoom = true;
+    this.#ctx
+      .whenAvailable(this.#ctx.signal)
+      // The pool has room, but gates may still hold it back: do not spin on that.
+      .then(() => (this.#ctx.freeCapacity() > 0 ? undefined : abortableDelay(100, this.#ctx.signal)))
+      .then(
+        () => {
+          this.#waitingForRoom = false;
+          this.#schedulePull();
+        },
+        () => {
+          this.#waitingForRoom = false; // stopping
+        },
+      );
   }
 
   /**
-   * A pull that ends empty may mean an idle stream, or a durable deleted under us: the server
-   * does not answer pulls for a consumer that does not exist, so the pull just expires. Look it
-   * up (at most once per pull expiry) and recover if it is gone.
+   * Open requests and not a sound for two heartbeats: they are gone (a server restarted without
+   * the client noticing, a durable that no longer exists, whose pulls the server does not answer).
    */
-  async #lookUpDurable(): Promise<void> {
-    const now = performance.now();
-    if (!this.#jsm || now - this.#lastLookup < this.o.pullExpiresMs) return;
-    this.#lastLookup = now;
-    try {
-      await this.#jsm.consumers.info(this.o.stream, this.o.durable);
-    } catch (error) {
-      if (this.#stopped || !/not found/i.test(redactError(error))) return; // a timeout or a cut: the pulls report those
-      this.#pullError = error;
-      this.#notify();
+  #checkHeartbeats(): void {
+    if (this.#requests.length === 0 || !this.#connected || this.#recovering || this.#stopped) {
+      this.#lastActivity = Date.now();
+      return;
     }
+    const silentMs = Date.now() - this.#lastActivity;
+    if (silentMs > 2 * this.#heartbeatMs) this.#recover(new Error(`${this.name}: no heartbeat from open pulls for ${silentMs} ms`));
+  }
+
+  /** Forgets the open requests, looks the durable up again (re-creating it with consumerConfig), then pulls again. */
+  #recover(error: Error): void {
+    if (this.#recovering || this.#stopped) return;
+    this.#recovering = true;
+    this.#resetRequests();
+    this.#ctx.report({ type: 'disconnected', error, detail: error.message });
+    let attempts = 1;
+    void withBackoff(() => this.#bindConsumer(), {
+      policy: this.o.recovery.backoff,
+      signal: this.#ctx.signal,
+      onFailure: (e, attempt, delayMs) => {
+        attempts = attempt + 1;
+        this.#ctx.report({ type: 'error', error: e, detail: `${this.name}: rebinding attempt ${attempt} failed; next in ${delayMs} ms` });
+      },
+    })
+      .then(
+        () => this.#ctx.report({ type: 'recovered', detail: `${this.name}: durable bound again`, attempts }),
+        () => {}, // stopping
+      )
+      .finally(() => {
+        this.#recovering = false;
+        this.#lastActivity = Date.now();
+        this.#schedulePull();
+      });
   }
 
   /** Slow but healthy handlers (and messages waiting in the pool's queue) must not be redelivered. */
-  #keepWorking(): void {
+  readonly #keepWorking = (): void => {
+    if (this.#live.size === 0) {
+      clearInterval(this.#keepAlive);
+      this.#keepAlive = undefined;
+      return;
+    }
     const due = performance.now() - this.#ackWaitMs / 3;
-    for (const [msg, since] of this.#live) if (since <= due) msg.working();
-  }
+    try {
+      for (const [msg, since] of this.#live) if (since <= due) msg.working();
+    } catch {
+      // Connection closed: nothing can be kept alive; the server delivers them again.
+    }
+  };
 
   readonly #flushAcks = (): void => {
     const acks = this.#acks;
+    if (acks.length === 0) return;
     this.#acks = [];
     for (const msg of acks) {
       try {
@@ -272,33 +402,6 @@ export class JetStreamSource implements Source {
       }
       this.#live.delete(msg);
     }
-    this.#notify();
+    this.#pull();
   };
-
-  /** After the pool has freed the slot (the task ends right after it settles), look for more work. */
-  #notifySoon(): void {
-    if (this.#notifyScheduled) return;
-    this.#notifyScheduled = true;
-    setImmediate(() => {
-      this.#notifyScheduled = false;
-      this.#notify();
-    });
-  }
-
-  #notify(): void {
-    const wake = this.#wake;
-    this.#wake = undefined;
-    wake?.();
-  }
-
-  /** Resolves on the next settle, resume, batch end or stop, or after `ms` at the latest. */
-  #changed(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(resolve, ms);
-      this.#wake = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-    });
-  }
 }

@@ -1,18 +1,11 @@
 import type { ConsumerConfig, JsMsg, Msg } from 'nats';
-import type { ConsumerOptions } from '../../src/consumer-options.js';
-import { WorkerPool } from '../../src/pool/worker-pool.js';
-import { retryPolicy, type BackoffOptions } from '../../src/retry.js';
-import { integerOption, objectOption, stringOption } from '../../src/validate.js';
+import { integerOption, objectOption, poolCapacity, resolveRecovery, stringOption, type ConsumerOptions, type RecoveryOptions } from '../../src/adapter/index.js';
 import { resolveConnection, type NatsConnectionOptions } from './connection.js';
 import type { ResolvedJetStreamOptions } from './jetstream-source.js';
 import type { ResolvedCoreOptions } from './core-source.js';
 
-export interface NatsRecoveryOptions {
-  /** Connection attempts at start before `start()` rejects. Default 3. */
-  startAttempts?: number;
-  /** Backoff between attempts and between failed pulls. Default 100 ms growing to 5 s. */
-  backoff?: BackoffOptions;
-}
+/** The same `recovery` as every adapter (src/adapter/recovery.ts): 3 start attempts, backoff 200 ms growing to 5 s. */
+export type NatsRecoveryOptions = RecoveryOptions;
 
 export interface NatsConsumerOptions extends ConsumerOptions<JsMsg>, NatsConnectionOptions {
   stream: string;
@@ -26,7 +19,11 @@ export interface NatsConsumerOptions extends ConsumerOptions<JsMsg>, NatsConnect
   consumerConfig?: Partial<ConsumerConfig>;
   /** Default `{ subject: 'sluice.dlq.<stream>.<durable>' }`; a stream must capture it (the publish waits for its PubAck). */
   deadLetter?: { subject: string };
-  /** How long one pull request waits for messages. Default 5000 ms (at least 1000). */
+  /**
+   * How long one pull request waits for messages (at least 1000). Default 30000, as nats.js
+   * `consume()`: an idle consumer sends one request per expiry; the server's idle heartbeats
+   * (every half of it, at most 30 s) tell it the request is still alive.
+   */
   pullExpiresMs?: number;
   recovery?: NatsRecoveryOptions;
 }
@@ -35,25 +32,13 @@ export interface NatsSubscriberOptions extends ConsumerOptions<Msg>, NatsConnect
   subject: string;
   /** Queue group: each message goes to one member of the group. */
   queueGroup?: string;
-  /** Where failed messages go (a plain core NATS publish, at most once). Default: none (dropped and counted). */
+  /**
+   * Where failed messages go. When a JetStream stream captures the subject, the publish waits for
+   * its PubAck; otherwise it is a core publish confirmed by a server round trip (flush), which
+   * proves the server got it, not that anyone received it. Default: none (dropped and counted).
+   */
   deadLetter?: { subject: string };
   recovery?: NatsRecoveryOptions;
-}
-
-function capacityOf(pool: ConsumerOptions['pool']): number {
-  const p = pool instanceof WorkerPool ? pool.status() : pool;
-  return Math.max(1, (p?.maxConcurrency ?? 1) + (p?.maxQueueSize ?? 0));
-}
-
-function recovery(owner: string, value: unknown) {
-  const r = value === undefined ? {} : objectOption(owner, 'recovery', value);
-  return {
-    startAttempts: integerOption(owner, 'recovery.startAttempts', r.startAttempts, { min: 1, fallback: 3 }),
-    backoff: retryPolicy(
-      { maxAttempts: Number.MAX_SAFE_INTEGER, backoff: { initialMs: 100, maxMs: 5000, ...(r.backoff as BackoffOptions) } },
-      `${owner} recovery`,
-    ),
-  };
 }
 
 function deadLetterSubject(owner: string, value: unknown, fallback: string | undefined): string | undefined {
@@ -72,9 +57,9 @@ export function resolveJetStreamOptions(o: NatsConsumerOptions): ResolvedJetStre
     durable,
     consumerConfig: o.consumerConfig === undefined ? undefined : (objectOption(owner, 'consumerConfig', o.consumerConfig) as Partial<ConsumerConfig>),
     deadLetterSubject: deadLetterSubject(owner, o.deadLetter, `sluice.dlq.${stream}.${durable}`)!,
-    capacity: capacityOf(o.pool),
-    pullExpiresMs: integerOption(owner, 'pullExpiresMs', o.pullExpiresMs, { min: 1000, fallback: 5000 }),
-    ...recovery(owner, o.recovery),
+    capacity: poolCapacity(o.pool),
+    pullExpiresMs: integerOption(owner, 'pullExpiresMs', o.pullExpiresMs, { min: 1000, fallback: 30_000 }),
+    recovery: resolveRecovery(owner, o.recovery),
   };
 }
 
@@ -86,6 +71,6 @@ export function resolveCoreOptions(o: NatsSubscriberOptions): ResolvedCoreOption
     subject: stringOption(owner, 'subject', o.subject),
     queueGroup: o.queueGroup === undefined ? undefined : stringOption(owner, 'queueGroup', o.queueGroup),
     deadLetterSubject: deadLetterSubject(owner, o.deadLetter, undefined),
-    startAttempts: recovery(owner, o.recovery).startAttempts,
+    recovery: resolveRecovery(owner, o.recovery),
   };
 }

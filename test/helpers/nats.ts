@@ -40,7 +40,7 @@ export async function natsFixture(url?: string): Promise<NatsFixture> {
     async fill(subject, n, prefix = 'm') {
       const ids = Array.from({ length: n }, (_, i) => `${prefix}-${i}`);
       for (let i = 0; i < ids.length; i += 500) {
-        await Promise.all(ids.slice(i, i + 500).map((id, j) => publisher.publishJson(`${subject}.in`, { id, seq: i + j }, { msgID: id })));
+        await Promise.all(ids.slice(i, i + 500).map((id, j) => publisher.publishJson(`${subject}.in`, { id, seq: i + j }, { id })));
       }
       return ids;
     },

@@ -102,7 +102,7 @@ describe('natsConsumer (JetStream) on a real NATS server', () => {
   it('dead-letters a poison message after exactly maxAttempts deliveries, and it is not delivered again', async () => {
     const { stream, subject, dlq } = await nats.stream();
     await nats.fill(subject, 50);
-    await nats.publisher.publishJson(`${subject}.in`, { poison: true }, { msgID: 'poison-1' });
+    await nats.publisher.publishJson(`${subject}.in`, { poison: true }, { id: 'poison-1' });
     let poisonRuns = 0;
     const handled = new Set<string>();
     const consumer = natsConsumer({
@@ -143,7 +143,7 @@ describe('natsConsumer (JetStream) on a real NATS server', () => {
   it('a dead-letter subject no stream captures: the message is not termed, it comes back, nothing is lost', async () => {
     const { stream, subject } = await nats.stream();
     await nats.fill(subject, 20);
-    await nats.publisher.publishJson(`${subject}.in`, { poison: true }, { msgID: 'poison-2' });
+    await nats.publisher.publishJson(`${subject}.in`, { poison: true }, { id: 'poison-2' });
     let poisonRuns = 0;
     const handled = new Set<string>();
     const errors: string[] = [];
@@ -202,7 +202,7 @@ describe('natsConsumer (JetStream) on a real NATS server', () => {
 
   it('a non-JSON body goes to the dead-letter subject at once; the rest flows', async () => {
     const { stream, subject, dlq } = await nats.stream();
-    await nats.publisher.publish(`${subject}.in`, 'not { json', { msgID: 'garbage-1' });
+    await nats.publisher.publish(`${subject}.in`, 'not { json', { id: 'garbage-1' });
     await nats.fill(subject, 3);
     const handled: string[] = [];
     const consumer = natsConsumer({

@@ -19,10 +19,10 @@ export async function createDemoBroker(): Promise<DemoBroker> {
     name: `nats (stream ${stream})`,
     async publish(payments: Payment[]) {
       for (let i = 0; i < payments.length; i += 500) {
-        await Promise.all(payments.slice(i, i + 500).map((p) => publisher.publishJson(`${subject}.in`, p, { msgID: p.id })));
+        await Promise.all(payments.slice(i, i + 500).map((p) => publisher.publishJson(`${subject}.in`, p, { id: p.id })));
       }
       // One message no JSON handler can read: it must go to the dead-letter subject, not crash anything.
-      await publisher.publish(`${subject}.in`, 'this is not json', { msgID: 'malformed-1' });
+      await publisher.publish(`${subject}.in`, 'this is not json', { id: 'malformed-1' });
     },
     async consumer(options) {
       // JetStream pulls only what the pool can take, so this path shows no overload by construction.
