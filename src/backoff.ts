@@ -1,20 +1,20 @@
 import type { RetryPolicy } from './retry.js';
 
-export interface WithRetriesOptions {
-  /** Delays between tries; `maxAttempts` is the number of tries (Infinity-like values allowed). */
+export interface WithBackoffOptions {
+  /** Delays between tries; `maxAttempts` is the number of tries. */
   policy: RetryPolicy;
   signal?: AbortSignal;
   /** Called before each wait, with the error that made the try fail. */
-  onRetry?: (error: unknown, attempt: number, delayMs: number) => void;
+  onFailure?: (error: unknown, attempt: number, delayMs: number) => void;
 }
 
 /**
- * Runs `attempt` until it succeeds, waiting the policy's backoff between tries. Every adapter
- * connects and recovers through this, so "how long and how often" is one policy, not four loops.
- * Rejects with the last error after `maxAttempts` tries, or with the signal's reason.
+ * Runs `attempt` until it succeeds, waiting the policy's backoff between tries: connecting,
+ * recovering and carrying out a settlement all go through this one loop. Rejects with the last
+ * error after `maxAttempts` tries, or with the signal's reason.
  */
-export async function withRetries<T>(attempt: (n: number) => Promise<T>, options: WithRetriesOptions): Promise<T> {
-  const { policy, signal, onRetry } = options;
+export async function withBackoff<T>(attempt: (n: number) => Promise<T>, options: WithBackoffOptions): Promise<T> {
+  const { policy, signal, onFailure } = options;
   for (let n = 1; ; n++) {
     signal?.throwIfAborted();
     try {
@@ -22,7 +22,7 @@ export async function withRetries<T>(attempt: (n: number) => Promise<T>, options
     } catch (error) {
       if (n >= policy.maxAttempts || signal?.aborted) throw error;
       const delayMs = policy.delayMs(n);
-      onRetry?.(error, n, delayMs);
+      onFailure?.(error, n, delayMs);
       await abortableDelay(delayMs, signal);
     }
   }

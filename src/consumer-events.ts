@@ -1,6 +1,7 @@
 import type { DeadLetterInfo } from './dead-letter.js';
 import type { Message } from './message.js';
 import type { PoolStatus } from './pool/types.js';
+import type { GiveBackReason, Settlement } from './settlement.js';
 
 export type ConsumerState = 'new' | 'starting' | 'running' | 'stopping' | 'stopped';
 
@@ -11,12 +12,18 @@ export interface ConsumerEvents {
   failed: { message: Message; error: unknown; attempt: number; durationMs: number; next: 'retry' | 'dead-letter' | 'give-back' };
   retried: { message: Message; nextAttempt: number; delayMs: number };
   deadLettered: { message: Message; info: DeadLetterInfo };
-  /** Handed back unprocessed to the broker. */
-  givenBack: { message: Message; reason: 'overload' | 'shutdown' };
+  /** Handed back unprocessed to the broker (refused at dispatch, or accepted and not processed). */
+  givenBack: { message: Message; reason: GiveBackReason };
   /** The pool had no room for a delivered message. */
   overloaded: { message: Message; policy: 'nack' | 'pause'; pool: PoolStatus };
-  paused: { reason: 'overload' };
-  resumed: { pausedMs: number };
+  /** A flow gate did not admit a delivered message: it was refused without taking a pool slot. */
+  gated: { message: Message; gate: string };
+  /** A retry or dead-letter kept failing: the message was set aside (broker credit freed) to come back later. */
+  deferred: { message: Message; settlement: Settlement['type']; error: Error };
+  /** Consumption stopped at the broker for `reason` ('overload', 'user', a gate's name, 'pool-closed'); others may still hold. */
+  paused: { reason: string };
+  /** `reason` was lifted after `pausedMs`; consumption resumes once no reason holds. */
+  resumed: { reason: string; pausedMs: number };
   /** Messages are in flight but none completed for `stallTimeoutMs`. */
   stalled: { inFlight: number; sinceMs: number };
   /** Progress again after `stalled`. */
@@ -30,16 +37,31 @@ export interface ConsumerEvents {
 export interface ConsumerStatus {
   name: string;
   state: ConsumerState;
+  /** Paused at the broker for at least one reason. */
   paused: boolean;
+  /** The reasons held now. */
+  pausedBy: string[];
   stalled: boolean;
   /** Accepted by the pool and not yet settled (running or waiting in the pool's queue). */
   inFlight: number;
+  /** Retries the runtime is waiting out off the pool (brokers that cannot delay a redelivery). */
+  delayedRetries: number;
   handled: number;
   failed: number;
   retried: number;
   deadLettered: number;
   givenBack: number;
   overloaded: number;
+  /** Refused by a flow gate. */
+  gated: number;
+  /** Not started, or not settled, because their delivery could no longer be settled (the broker redelivers them). */
+  skippedStale: number;
+  /** Broker actions that failed (each try counts). */
+  settlementFailures: number;
+  /** Retries and dead letters set aside after their broker action kept failing. */
+  deferred: number;
+  /** Settlements nothing could carry out; left to the broker's redelivery. */
+  abandoned: number;
   pool: PoolStatus;
 }
 
@@ -68,6 +90,8 @@ export interface ConsumerHealth {
     paused: boolean;
     stalled: boolean;
     consecutiveFailures: number;
+    /** A retry or dead-letter had to be set aside and none has succeeded since. */
+    settlementFailing: boolean;
     inFlight: number;
     /** Why the status is not ok, in words. */
     reasons: string[];

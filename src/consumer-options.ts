@@ -1,10 +1,54 @@
+import type { FlowGate } from './flow/gate.js';
 import type { Handler } from './handler.js';
+import type { Message } from './message.js';
 import { WorkerPool } from './pool/worker-pool.js';
 import type { WorkerPoolOptions } from './pool/types.js';
 import { retryPolicy, type BackoffOptions, type RetryOptions, type RetryPolicy } from './retry.js';
-import { functionOption, integerOption, numberOption, oneOfOption, stringOption } from './validate.js';
+import type { SettlePolicy } from './settle.js';
+import { functionOption, integerOption, numberOption, objectOption, oneOfOption, stringOption } from './validate.js';
 
 export type OverloadPolicy = 'nack' | 'pause';
+
+/** What to do with a failed message, as `failurePolicy` may decide it. */
+export type FailureDecision =
+  /** Run it again after `delayMs` (default: the retry backoff), even past `retry.maxAttempts`. */
+  | { action: 'retry'; delayMs?: number }
+  /** Dead-letter it now, whatever attempts are left. */
+  | { action: 'dead-letter' }
+  /** Hand it back unprocessed; the attempt does not count (e.g. the downstream is known to be down). */
+  | { action: 'give-back' };
+
+export interface FailureInfo {
+  message: Message;
+  /** The attempt that failed (1-based). */
+  attempt: number;
+  maxAttempts: number;
+  /** What the runtime would do by itself. */
+  next: FailureDecision;
+}
+
+/**
+ * Decides a failed message's fate instead of the default rule (Watermill's middleware idea, at
+ * the settlement): e.g. dead-letter a validation error at once, or retry after a `Retry-After`.
+ * Return nothing to keep the default. A policy that throws keeps the default too (reported).
+ */
+export type FailurePolicy = (error: unknown, info: FailureInfo) => FailureDecision | undefined | void;
+
+/** How the runtime carries out a broker action that fails (settle.ts). */
+export interface SettlementOptions {
+  /** Tries of a failing broker action (ack, retry, dead-letter, give-back) before the fallback. Default 4. */
+  tries?: number;
+  /** Waits between those tries. Default 100 ms growing ×2 to 2 s, jitter 0.2. */
+  backoff?: BackoffOptions;
+  /** When a retry or dead-letter keeps failing, the message is set aside to come back after this long. Default 1000 ms. */
+  deferMs?: number;
+}
+
+/** Flow control checked before a message takes a pool slot. */
+export interface FlowOptions {
+  /** Gates asked in order for every delivered message (see FlowGate). Default none. */
+  gates?: FlowGate[];
+}
 
 /** Options every consumer takes, whatever its broker. */
 export interface ConsumerOptions<Raw = unknown> {
@@ -35,6 +79,12 @@ export interface ConsumerOptions<Raw = unknown> {
   middleware?: Middleware[];
   /** `health()` says degraded after this many failures in a row. Default 10. */
   degradedAfterFailures?: number;
+  /** Overrides the default retry / dead-letter rule for a failed message. Default none. */
+  failurePolicy?: FailurePolicy;
+  /** How failing broker actions are retried and set aside. Defaults above. */
+  settlement?: SettlementOptions;
+  /** Flow gates. Default none. */
+  flow?: FlowOptions;
 }
 
 /** Wraps any consumer's handler, whatever its broker's raw message type. */
@@ -52,6 +102,9 @@ export interface ResolvedConsumerOptions<Raw> {
   stallTimeoutMs: number;
   stopTimeoutMs: number;
   degradedAfterFailures: number;
+  failurePolicy: FailurePolicy | undefined;
+  settlement: SettlePolicy;
+  gates: FlowGate[];
 }
 
 export function resolveConsumerOptions<Raw>(options: ConsumerOptions<Raw>, sourceName: string): ResolvedConsumerOptions<Raw> {
@@ -86,5 +139,32 @@ export function resolveConsumerOptions<Raw>(options: ConsumerOptions<Raw>, sourc
     stallTimeoutMs: integerOption(owner, 'stallTimeoutMs', options.stallTimeoutMs, { min: 0, fallback: 60_000 }),
     stopTimeoutMs: numberOption(owner, 'stopTimeoutMs', options.stopTimeoutMs, { min: 0, fallback: 30_000 }),
     degradedAfterFailures: integerOption(owner, 'degradedAfterFailures', options.degradedAfterFailures, { min: 1, fallback: 10 }),
+    failurePolicy: options.failurePolicy === undefined ? undefined : functionOption<FailurePolicy>(owner, 'failurePolicy', options.failurePolicy),
+    settlement: settlePolicy(owner, options.settlement),
+    gates: flowGates(owner, options.flow),
   };
+}
+
+function settlePolicy(owner: string, value: unknown): SettlePolicy {
+  const o = (value === undefined ? {} : objectOption(owner, 'settlement', value)) as SettlementOptions;
+  const tries = integerOption(owner, 'settlement.tries', o.tries, { min: 1, fallback: 4 });
+  const b = o.backoff === undefined ? {} : (objectOption(owner, 'settlement.backoff', o.backoff) as BackoffOptions);
+  return {
+    tries,
+    backoff: retryPolicy({ maxAttempts: tries, backoff: { initialMs: 100, maxMs: 2000, ...b } }, `${owner} settlement`),
+    deferMs: numberOption(owner, 'settlement.deferMs', o.deferMs, { min: 0, fallback: 1000 }),
+  };
+}
+
+function flowGates(owner: string, value: unknown): FlowGate[] {
+  if (value === undefined) return [];
+  const o = objectOption(owner, 'flow', value) as FlowOptions;
+  if (o.gates === undefined) return [];
+  if (!Array.isArray(o.gates)) throw new TypeError(`${owner}: option "flow.gates" must be an array of flow gates, got ${String(o.gates)}`);
+  o.gates.forEach((gate, i) => {
+    if (gate === null || typeof gate !== 'object' || typeof gate.admit !== 'function' || typeof gate.name !== 'string') {
+      throw new TypeError(`${owner}: option "flow.gates[${i}]" must be a flow gate ({ name, admit(message, consumer) }), got ${String(gate)}`);
+    }
+  });
+  return [...o.gates];
 }

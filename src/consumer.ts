@@ -1,24 +1,28 @@
 import { setMaxListeners } from 'node:events';
-import { deadLetterInfo } from './dead-letter.js';
+import { abortableDelay } from './backoff.js';
+import { deadLetterInfo, type DeadLetterInfo } from './dead-letter.js';
 import { TypedEmitter } from './emitter.js';
-import { PermanentError, ShutdownError, TaskTimeoutError } from './errors.js';
+import { PermanentError, SettlementError, ShutdownError, TaskTimeoutError } from './errors.js';
 import type { ConsumerEvents, ConsumerHealth, ConsumerState, ConsumerStatus, StopOptions, StopResult } from './consumer-events.js';
-import { resolveConsumerOptions, type ConsumerOptions, type ResolvedConsumerOptions } from './consumer-options.js';
+import { resolveConsumerOptions, type ConsumerOptions, type FailureDecision, type ResolvedConsumerOptions } from './consumer-options.js';
 import type { Delivery, DispatchResult, Source, SourceContext, SourceEvent } from './source.js';
 import { abortEntry, Context, Entry, InFlight, type EntryRunner } from './entry.js';
+import type { FlowGate, GatedConsumer, GateOutcome } from './flow/gate.js';
+import { PauseReasons } from './pause.js';
 import { RUN_JOB } from './pool/job.js';
+import { carryOut, PendingDeadLetters } from './settle.js';
+import type { GiveBackReason, Settlement } from './settlement.js';
 import { StallWatchdog } from './watchdog.js';
-import { abortableDelay } from './reconnect.js';
-
-type Outcome = { ok: true } | { ok: false; error: unknown };
-const SUCCEEDED: Outcome = { ok: true };
 
 const noop = () => {};
+const SUCCEEDED: GateOutcome = Object.freeze({ result: 'succeeded', durationMs: 0 });
+const SKIPPED: GateOutcome = Object.freeze({ result: 'skipped', durationMs: 0 });
 
 /**
- * The consumer runtime: the one place where a handler's outcome becomes a broker action.
- * Adapters supply a Source (pull, pause, resume) and Deliveries (ack, retry, dead-letter,
- * give back); this class owns retry, dead-letter decisions, overload, timeouts and shutdown.
+ * The consumer runtime: the one place where a handler's outcome becomes a settlement, and the one
+ * owner of carrying it out. Adapters supply a Source (pull, pause, resume) and Deliveries (the
+ * broker's ack, retry, dead-letter, give back, defer); this class owns gates, overload, retry and
+ * dead-letter decisions, failing broker actions, timeouts, pauses and shutdown.
  */
 export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implements AsyncDisposable {
   readonly name: string;
@@ -34,26 +38,65 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
     cancelled: (entry) => this.#cancelled(entry),
   };
   #stopping = new AbortController();
-  #paused = false;
+  readonly #pauses: PauseReasons;
   #overloadStreak = 0;
   #watchdog: StallWatchdog;
   #stopped: Promise<StopResult> | undefined;
-  #counts = { handled: 0, failed: 0, retried: 0, deadLettered: 0, givenBack: 0, overloaded: 0 };
+  #counts = {
+    handled: 0,
+    failed: 0,
+    retried: 0,
+    deadLettered: 0,
+    givenBack: 0,
+    overloaded: 0,
+    gated: 0,
+    skippedStale: 0,
+    settlementFailures: 0,
+    deferred: 0,
+    abandoned: 0,
+  };
   #connection: 'unknown' | 'connected' | 'disconnected' = 'unknown';
   /** The pool's lifetime signal, watched once: its abort (close without drain) reaches every handler signal. */
   #poolSignal: AbortSignal | undefined;
   #consecutiveFailures = 0;
+  /** True from a settlement that had to fall back until a retry or dead-letter next succeeds. */
+  #settlementFailing = false;
+  readonly #pendingDeadLetters = new PendingDeadLetters<DeadLetterInfo>();
+  /** Retries whose delay the runtime waits out (sources without delayedRetry), off the pool. */
+  readonly #delayed = new Map<Entry, { timer: NodeJS.Timeout; settlement: Settlement }>();
+  /** Settlements carried out off the pool (delayed retries): stop() waits for them. */
+  #offPool = 0;
+  /** The entry whose dispatch is running, so that a cancellation inside it becomes a refusal. */
+  #dispatching: Entry | undefined;
+  readonly #gates: FlowGate[];
+  /** What gates see of this consumer. */
+  readonly #gated: GatedConsumer;
 
   constructor(source: Source, options: ConsumerOptions<Raw>) {
     super();
     this.#o = resolveConsumerOptions(options, source.name);
     this.name = this.#o.name;
     this.source = source;
+    this.#gates = this.#o.gates;
+    const inFlight = this.#inFlight;
+    this.#gated = {
+      name: this.name,
+      get inFlight() {
+        return inFlight.size;
+      },
+    };
     // Adapters and pause waits listen on this one signal; many at once is expected, not a leak.
     setMaxListeners(0, this.#stopping.signal);
     this.#watchdog = new StallWatchdog(this.#o.stallTimeoutMs, () => this.#inFlight.size, {
       stalled: (e) => this.emit('stalled', e),
       unstalled: (e) => this.emit('unstalled', e),
+    });
+    this.#pauses = new PauseReasons({
+      pauseSource: () => this.source.pause().catch((error: unknown) => this.emit('error', { error, during: 'pause' })),
+      resumeSource: () => this.source.resume().catch((error: unknown) => this.emit('error', { error, during: 'resume' })),
+      mayResume: () => this.#state === 'running' || this.#state === 'starting',
+      paused: (reason) => this.emit('paused', { reason }),
+      resumed: (reason, pausedMs) => this.emit('resumed', { reason, pausedMs }),
     });
   }
 
@@ -71,7 +114,7 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
     this.#setState('starting');
     const context: SourceContext = {
       dispatch: (delivery) => this.#dispatch(delivery),
-      freeCapacity: () => this.#o.pool.freeCapacity,
+      freeCapacity: () => this.#freeCapacity(),
       whenAvailable: (signal) => this.#o.pool.whenAvailable(signal),
       signal: this.#stopping.signal,
       report: (event) => this.#report(event),
@@ -87,6 +130,20 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
     if (this.#connection === 'unknown') this.#connection = 'connected';
     this.#watchdog.start();
     this.#setState('running');
+  }
+
+  /**
+   * Stops consumption at the broker for `reason` (default `'user'`) until `resume(reason)`.
+   * Reasons are counted: the consumer resumes only when every reason is lifted (overload, flow
+   * gates and callers each hold their own). Messages already taken go on and settle.
+   */
+  pause(reason = 'user'): Promise<void> {
+    return this.#pauses.pause(reason);
+  }
+
+  /** Lifts `reason` (default `'user'`); consumption resumes when no other reason holds. */
+  resume(reason = 'user'): Promise<void> {
+    return this.#pauses.resume(reason);
   }
 
   /**
@@ -106,9 +163,11 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
     return {
       name: this.name,
       state: this.#state,
-      paused: this.#paused,
+      paused: this.#pauses.paused,
+      pausedBy: this.#pauses.reasons(),
       stalled: this.#watchdog.stalled,
       inFlight: this.#inFlight.size,
+      delayedRetries: this.#delayed.size,
       ...this.#counts,
       pool: this.#o.pool.status(),
     };
@@ -127,8 +186,9 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
     if (state === 'stopping') worst('degraded', 'draining');
     if (this.#connection === 'disconnected') worst('down', 'broker connection lost');
     if (this.#watchdog.stalled) worst('degraded', `stalled: ${this.#inFlight.size} in flight, nothing completed for ${this.#o.stallTimeoutMs} ms`);
-    if (this.#paused) worst('degraded', 'paused: the pool is full');
+    if (this.#pauses.paused) worst('degraded', `paused: ${this.#pauses.reasons().join(', ')}`);
     if (this.#consecutiveFailures >= this.#o.degradedAfterFailures) worst('degraded', `${this.#consecutiveFailures} handler failures in a row`);
+    if (this.#settlementFailing) worst('degraded', 'the broker refuses retries or dead letters: messages are being set aside');
     return {
       status,
       ready: state === 'running' && this.#connection !== 'disconnected',
@@ -136,9 +196,10 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
         name: this.name,
         state,
         connection: this.#connection,
-        paused: this.#paused,
+        paused: this.#pauses.paused,
         stalled: this.#watchdog.stalled,
         consecutiveFailures: this.#consecutiveFailures,
+        settlementFailing: this.#settlementFailing,
         inFlight: this.#inFlight.size,
         reasons,
       },
@@ -147,56 +208,114 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
 
   // --- dispatch ---------------------------------------------------------------------------
 
+  #freeCapacity(): number {
+    let free = this.#o.pool.freeCapacity;
+    for (const gate of this.#gates) if (gate.capacity) free = Math.min(free, gate.capacity(this.#gated));
+    return free;
+  }
+
+  /** Refusals are the return value: the adapter gives a refused message back itself. */
   #dispatch(delivery: Delivery): DispatchResult {
-    const entry = new Entry(this.#runner, delivery);
     if (this.#state === 'stopping' || this.#state === 'stopped') {
-      this.#settle(entry, 'give-back', () => this.#giveBack(entry, 'shutdown'));
+      this.#refused(delivery, 'shutdown');
       return 'stopping';
     }
+    const gates = this.#gates;
+    if (gates.length > 0 && !this.#admit(delivery)) return 'gated';
+    const entry = new Entry(this.#runner, delivery);
     // In flight before the pool may start it (the handler runs inside this call when a slot is free).
     const idle = this.#inFlight.size === 0;
     this.#inFlight.add(entry);
+    this.#dispatching = entry;
     const result = this.#o.pool[RUN_JOB](entry);
-    // Queued and cancelled at once (a 'saturated' listener closed the pool): #cancelled gave it back.
-    if (result === 'queued' && entry.state === 'done') return 'stopping';
+    this.#dispatching = undefined;
+    // Queued and cancelled at once (a 'saturated' listener closed the pool): refused, the adapter gives it back.
+    if (result === 'queued' && entry.state === 'done') {
+      this.#refused(delivery, 'shutdown');
+      return 'stopping';
+    }
     if (result === 'started' || result === 'queued') {
       if (idle) this.#watchdog.progress();
       this.#overloadStreak = 0;
       return 'accepted';
     }
     this.#inFlight.delete(entry);
+    this.#gatesDone(delivery, SKIPPED);
     if (result === 'closed') {
-      // A shared pool closed under a running consumer: hand the message back and stop pulling, no resume loop.
-      this.#settle(entry, 'give-back', () => this.#giveBack(entry, 'shutdown'));
-      if (!this.#paused) {
-        this.#paused = true;
+      // A shared pool closed under a running consumer: refuse and stop pulling, no resume loop.
+      this.#refused(delivery, 'shutdown');
+      if (!this.#pauses.has('pool-closed')) {
         this.emit('error', { error: new Error(`consumer "${this.name}": its pool is closed; consumption paused`), during: 'dispatch' });
-        void this.source.pause().catch((error: unknown) => this.emit('error', { error, during: 'pause' }));
+        void this.#pauses.pause('pool-closed');
       }
       return 'stopping';
     }
-    this.#overload(entry);
+    this.#overload(delivery);
     return 'overloaded';
+  }
+
+  /** Asks every gate; the first refusal decides, and the gates that had admitted it hear it was skipped. */
+  #admit(delivery: Delivery): boolean {
+    const gates = this.#gates;
+    const message = delivery.message;
+    for (let i = 0; i < gates.length; i++) {
+      const gate = gates[i]!;
+      const decision = gate.admit(message, this.#gated);
+      if (decision.admit) continue;
+      for (let j = 0; j < i; j++) gates[j]!.done?.(message, SKIPPED, this.#gated);
+      this.#counts.gated++;
+      this.emit('gated', { message, gate: gate.name });
+      this.#refused(delivery, 'gated');
+      const { resumeAfterMs, resumeWhen } = decision;
+      if (resumeWhen !== undefined || resumeAfterMs !== undefined) {
+        const until = resumeWhen ?? abortableDelay(resumeAfterMs!, this.#stopping.signal);
+        void this.#pauseUntil(gate.name, until);
+      }
+      return false;
+    }
+    return true;
+  }
+
+  #gatesDone(delivery: Delivery, outcome: GateOutcome): void {
+    const gates = this.#gates;
+    for (let i = 0; i < gates.length; i++) gates[i]!.done?.(delivery.message, outcome, this.#gated);
+  }
+
+  /** A refused message: the adapter hands it back; the runtime only counts and tells. */
+  #refused(delivery: Delivery, reason: GiveBackReason): void {
+    this.#counts.givenBack++;
+    if (this.listenerCount('givenBack') > 0) this.emit('givenBack', { message: delivery.message, reason });
   }
 
   /** A queued entry the pool cancelled (closed without drain): it was not processed, give it back. */
   #cancelled(entry: Entry): void {
     this.#inFlight.delete(entry);
-    this.#settle(entry, 'give-back', () => this.#giveBack(entry, 'shutdown'));
+    this.#gatesDone(entry.delivery, SKIPPED);
+    // Cancelled inside its own dispatch: that is a refusal, which dispatch returns.
+    if (entry === this.#dispatching) return;
+    void this.#carry(entry, { type: 'give-back', reason: 'shutdown' });
   }
 
   /** The pool gave the entry a slot. Never throws; ends with #end, which frees the slot. */
   #process(entry: Entry): void {
+    const delivery = entry.delivery;
     // Aborted while it waited in the pool's queue (stop deadline): it never runs; give it back.
-    if (entry.abortReason !== undefined) {
-      this.#inFlight.delete(entry);
-      void this.#settle(entry, 'give-back', () => this.#giveBack(entry, 'shutdown')).then(() => entry.release());
+    if (entry.abortReason !== undefined) return this.#finishWithout(entry, { type: 'give-back', reason: 'shutdown' });
+    // Its channel or partition is gone: the broker delivers it again, so running it would only repeat the work.
+    if (delivery.stale !== undefined && delivery.stale()) {
+      this.#counts.skippedStale++;
+      this.#gatesDone(delivery, SKIPPED);
+      this.#end(entry);
       return;
     }
+    const { message } = delivery;
+    if (this.#pendingDeadLetters.size > 0) {
+      const info = this.#pendingDeadLetters.take(message.id);
+      if (info !== undefined) return this.#finishWithout(entry, { type: 'dead-letter', info });
+    }
     this.#watchPool(entry.poolSignal!);
-    const { message } = entry.delivery;
-    // The clock is read only when someone takes durations (metrics do): per message it was a visible cost.
-    if (this.listenerCount('handled') + this.listenerCount('failed') > 0) entry.startedAt = performance.now();
+    // The clock is read only when someone takes durations (metrics, gates): per message it was a visible cost.
+    if (this.#gates.length > 0 || this.listenerCount('handled') + this.listenerCount('failed') > 0) entry.startedAt = performance.now();
     const ctx = new Context(entry, message.deliveryAttempt);
     let handlerDone: Promise<void> | void;
     try {
@@ -204,66 +323,78 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
     } catch (error) {
       handlerDone = Promise.reject(error);
     }
+    // One reaction on the handler's own promise, no async function. A handler that returned no
+    // promise is settled a microtask later all the same: adapters may rely on no outcome arriving
+    // while their dispatch() call is still running.
+    let done = handlerDone instanceof Promise ? handlerDone : Promise.resolve(handlerDone);
     if (this.#o.handlerTimeoutMs !== undefined) {
-      void this.#processTimed(entry, Promise.resolve(handlerDone));
-      return;
+      // The slot is held until the handler really ends, even when it lost the race (see #end).
+      entry.handlerDone = done;
+      done = this.#withTimeout(done, entry, this.#o.handlerTimeoutMs);
     }
-    // No timeout to race (the hot path): one reaction on the handler's own promise, no async
-    // function. A handler that returned no promise is settled a microtask later all the same:
-    // adapters may rely on no outcome arriving while their dispatch() call is still running.
-    const done = handlerDone instanceof Promise ? handlerDone : Promise.resolve(handlerDone);
     done.then(
-      () => this.#outcome(entry, SUCCEEDED),
+      () => this.#outcome(entry, undefined),
       // Failed because it was aborted (the stop deadline): whatever it threw, that is a give-back.
-      (error: unknown) => this.#outcome(entry, { ok: false, error: entry.abortReason ?? error }),
+      (error: unknown) => this.#outcome(entry, entry.abortReason ?? error ?? new Error('handler rejected without a reason')),
     );
   }
 
-  /** The handler's outcome becomes one broker action; the slot is freed once that action is done. */
-  #outcome(entry: Entry, outcome: Outcome): void {
-    const settling = this.#settleOutcome(entry, outcome);
+  /** Settles an entry whose handler does not run (aborted in the queue, a remembered dead letter). */
+  #finishWithout(entry: Entry, settlement: Settlement): void {
+    this.#gatesDone(entry.delivery, SKIPPED);
+    const settling = this.#carry(entry, settlement);
+    settling.then(() => this.#end(entry), () => this.#end(entry));
+  }
+
+  /** Races the handler against its timeout; the timeout aborts the signal and counts as a failure. */
+  #withTimeout(handlerDone: Promise<void>, entry: Entry, timeoutMs: number): Promise<void> {
+    if (entry.abortReason !== undefined) return Promise.reject(entry.abortReason);
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => abortEntry(entry, new TaskTimeoutError(timeoutMs)), timeoutMs);
+      entry.onAbort = reject;
+      handlerDone.then(
+        () => {
+          clearTimeout(timer);
+          entry.onAbort = undefined;
+          resolve();
+        },
+        (error: unknown) => {
+          clearTimeout(timer);
+          entry.onAbort = undefined;
+          reject(error);
+        },
+      );
+    });
+  }
+
+  /** The handler's outcome (`error` undefined: it succeeded) becomes one settlement; the slot is freed once it is carried out. */
+  #outcome(entry: Entry, error: unknown): void {
+    // Already given back by stop() at its deadline: only the slot is left to free.
+    if (entry.settled) return this.#end(entry);
+    const durationMs = entry.startedAt === undefined ? 0 : performance.now() - entry.startedAt;
+    let settling: void | Promise<void>;
+    if (error === undefined) {
+      if (this.#gates.length > 0) this.#gatesDone(entry.delivery, durationMs === 0 ? SUCCEEDED : { result: 'succeeded', durationMs });
+      settling = this.#ack(entry, durationMs);
+    } else {
+      if (this.#gates.length > 0) this.#gatesDone(entry.delivery, { result: 'failed', error, durationMs });
+      settling = this.#carry(entry, this.#decide(entry, error, durationMs));
+    }
     if (settling === undefined) this.#end(entry);
     else settling.then(() => this.#end(entry), () => this.#end(entry));
   }
 
   #end(entry: Entry): void {
+    const handlerDone = entry.handlerDone;
+    if (handlerDone !== undefined) {
+      // A handler that ignored its signal and lost the timeout race keeps its slot until it really ends: the bound stays true.
+      entry.handlerDone = undefined;
+      handlerDone.then(() => this.#end(entry), () => this.#end(entry));
+      return;
+    }
     this.#watchdog.progress();
     this.#inFlight.delete(entry);
     entry.release();
-  }
-
-  /** #process with a handler timeout: the handler races its timer. */
-  async #processTimed(entry: Entry, handlerDone: Promise<void>): Promise<void> {
-    const outcome = await this.#withTimeout(handlerDone, entry);
-    try {
-      const settling = this.#settleOutcome(entry, outcome);
-      if (settling !== undefined) await settling;
-    } finally {
-      this.#watchdog.progress();
-      // A handler that ignored its signal and lost the race still holds its slot until it really ends: the bound stays true.
-      await handlerDone.catch(noop);
-      this.#inFlight.delete(entry);
-      entry.release();
-    }
-  }
-
-  /** Races the handler against its timeout; the timeout aborts the signal and counts as a failure. */
-  #withTimeout(handlerDone: Promise<void>, entry: Entry): Promise<Outcome> {
-    const settled = handlerDone.then(
-      (): Outcome => SUCCEEDED,
-      (error: unknown): Outcome => ({ ok: false, error }),
-    );
-    const timeoutMs = this.#o.handlerTimeoutMs;
-    if (entry.abortReason !== undefined) return Promise.resolve({ ok: false, error: entry.abortReason });
-    return new Promise<Outcome>((resolve) => {
-      const timer = timeoutMs === undefined ? undefined : setTimeout(() => abortEntry(entry, new TaskTimeoutError(timeoutMs)), timeoutMs);
-      entry.onAbort = (reason) => resolve({ ok: false, error: reason });
-      settled.then((outcome) => {
-        clearTimeout(timer);
-        entry.onAbort = undefined;
-        resolve(outcome);
-      });
-    });
   }
 
   /** One listener per pool, not per message: closing the pool without drain aborts running handlers' signals. */
@@ -279,118 +410,178 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
     );
   }
 
-  /** Exactly one broker action for the outcome. Synchronous (no promise) for a success acked synchronously. */
-  #settleOutcome(entry: Entry, outcome: Outcome): void | Promise<void> {
-    const attempt = entry.delivery.message.deliveryAttempt;
-    const durationMs = entry.startedAt === undefined ? 0 : performance.now() - entry.startedAt;
-    if (outcome.ok) return this.#ack(entry, attempt, durationMs);
-    return this.#settleFailure(entry, outcome.error, attempt, durationMs);
+  // --- settlement -------------------------------------------------------------------------
+
+  /** A failed handler's settlement: the default rule, or what `failurePolicy` decides instead. */
+  #decide(entry: Entry, error: unknown, durationMs: number): Settlement {
+    const { message } = entry.delivery;
+    const attempt = message.deliveryAttempt;
+    this.#counts.failed++;
+    this.#consecutiveFailures++;
+    let settlement: Settlement;
+    if (error instanceof ShutdownError) {
+      settlement = { type: 'give-back', reason: 'shutdown' };
+    } else {
+      const maxAttempts = this.#o.retry.maxAttempts;
+      const permanent = error instanceof PermanentError;
+      let decision: FailureDecision =
+        permanent || attempt >= maxAttempts ? { action: 'dead-letter' } : { action: 'retry', delayMs: this.#o.retry.delayMs(attempt) };
+      const policy = this.#o.failurePolicy;
+      if (policy !== undefined) {
+        try {
+          decision = policy(error, { message, attempt, maxAttempts, next: decision }) ?? decision;
+        } catch (policyError) {
+          this.emit('error', { error: policyError, during: 'failure-policy', message });
+        }
+      }
+      if (decision.action === 'dead-letter') {
+        const reason = permanent ? 'permanent-error' : attempt >= maxAttempts ? 'max-attempts' : 'failure-policy';
+        settlement = { type: 'dead-letter', info: deadLetterInfo(error, attempt, message.source, reason) };
+      } else if (decision.action === 'retry') {
+        settlement = { type: 'retry', delayMs: Math.max(0, decision.delayMs ?? this.#o.retry.delayMs(attempt)), nextAttempt: attempt + 1 };
+      } else {
+        settlement = { type: 'give-back', reason: 'failure-policy' };
+      }
+    }
+    this.emit('failed', { message, error, attempt, durationMs, next: settlement.type as 'retry' | 'dead-letter' | 'give-back' });
+    return settlement;
   }
 
-  /** #settle for the common case, inlined: no closure, and no promise when the adapter acks synchronously. */
-  #ack(entry: Entry, attempt: number, durationMs: number): void | Promise<void> {
-    if (entry.settled) return;
+  /** The common case, inlined: no closure, and no promise when the adapter acks synchronously. */
+  #ack(entry: Entry, durationMs: number): void | Promise<void> {
     entry.settled = true;
     let done: void | Promise<void>;
     try {
       done = entry.delivery.ack();
-    } catch (error) {
-      return this.#ackFailed(entry, error);
+    } catch {
+      return this.#carryFrom(entry, { type: 'ack' }, durationMs);
     }
     // Anything but a thenable is a synchronous ack (a `() => void` may still return a value).
-    if (typeof (done as Promise<void> | undefined)?.then !== 'function') return this.#acked(entry, attempt, durationMs);
+    if (typeof (done as Promise<void> | undefined)?.then !== 'function') return this.#acked(entry, durationMs);
     return (done as Promise<void>).then(
-      () => this.#acked(entry, attempt, durationMs),
-      (error: unknown) => this.#ackFailed(entry, error),
+      () => this.#acked(entry, durationMs),
+      () => this.#carryFrom(entry, { type: 'ack' }, durationMs),
     );
   }
 
-  #acked(entry: Entry, attempt: number, durationMs: number): void {
+  #acked(entry: Entry, durationMs: number): void {
     this.#counts.handled++;
     this.#consecutiveFailures = 0;
     // No event object when nobody listens.
-    if (this.listenerCount('handled') > 0) this.emit('handled', { message: entry.delivery.message, attempt, durationMs });
+    if (this.listenerCount('handled') > 0) this.emit('handled', { message: entry.delivery.message, attempt: entry.delivery.message.deliveryAttempt, durationMs });
   }
 
-  #ackFailed(entry: Entry, error: unknown): void {
-    this.emit('error', { error, during: 'ack', message: entry.delivery.message });
+  /** An ack that failed on its first try: the settlement policy takes over from there. */
+  async #carryFrom(entry: Entry, settlement: Settlement, durationMs: number): Promise<void> {
+    entry.settled = false;
+    await this.#carry(entry, settlement, durationMs);
   }
 
-  async #settleFailure(entry: Entry, error: unknown, attempt: number, durationMs: number): Promise<void> {
-    const { message } = entry.delivery;
-    this.#counts.failed++;
-    this.#consecutiveFailures++;
-    if (error instanceof ShutdownError) {
-      this.emit('failed', { message, error, attempt, durationMs, next: 'give-back' });
-      await this.#settle(entry, 'give-back', () => this.#giveBack(entry, 'shutdown'));
-      return;
-    }
-    const permanent = error instanceof PermanentError;
-    if (permanent || attempt >= this.#o.retry.maxAttempts) {
-      this.emit('failed', { message, error, attempt, durationMs, next: 'dead-letter' });
-      const info = deadLetterInfo(error, attempt, message.source, permanent ? 'permanent-error' : 'max-attempts');
-      await this.#settle(entry, 'dead-letter', async () => {
-        await entry.delivery.deadLetter(info);
-        this.#counts.deadLettered++;
-        this.emit('deadLettered', { message, info });
-      });
-      return;
-    }
-    this.emit('failed', { message, error, attempt, durationMs, next: 'retry' });
-    const delayMs = this.#o.retry.delayMs(attempt);
-    await this.#settle(entry, 'retry', async () => {
-      await entry.delivery.retry(delayMs, attempt + 1);
-      this.#counts.retried++;
-      this.emit('retried', { message, nextAttempt: attempt + 1, delayMs });
-    });
-  }
-
-  /** Runs exactly one broker action per delivery; a failing action is reported, never thrown. */
-  async #settle(entry: Entry, during: string, action: () => Promise<void>): Promise<void> {
-    if (entry.settled) return;
+  /**
+   * Carries out a settlement exactly once per delivery, through the one policy for failing broker
+   * actions (settle.ts). A retry the broker cannot delay is first waited out here, off the pool.
+   */
+  #carry(entry: Entry, settlement: Settlement, durationMs = 0): Promise<void> {
+    if (entry.settled) return Promise.resolve();
     entry.settled = true;
-    try {
-      await action();
-    } catch (error) {
-      this.emit('error', { error, during, message: entry.delivery.message });
+    if (settlement.type === 'retry' && settlement.delayMs > 0 && !this.source.capabilities.delayedRetry && this.#state !== 'stopping') {
+      this.#delay(entry, settlement);
+      return Promise.resolve();
+    }
+    return this.#carryNow(entry, settlement, durationMs);
+  }
+
+  async #carryNow(entry: Entry, settlement: Settlement, durationMs: number): Promise<void> {
+    const { delivery } = entry;
+    const { message } = delivery;
+    let tried = 0;
+    const { result, error } = await carryOut(delivery, settlement, this.source.capabilities, this.#o.settlement, {
+      failed: (during, e) => {
+        tried++;
+        this.#counts.settlementFailures++;
+        this.emit('error', { error: e, during, message });
+      },
+      signal: entry.abortReason instanceof ShutdownError ? this.#stopping.signal : undefined,
+    });
+    if (result === 'done') {
+      if (tried > 0 || settlement.type === 'retry' || settlement.type === 'dead-letter') this.#settlementFailing = false;
+      this.#settled(entry, settlement, durationMs);
+      return;
+    }
+    if (result === 'stale') {
+      this.#counts.skippedStale++;
+      return;
+    }
+    if (result === 'deferred' && settlement.type === 'dead-letter') this.#pendingDeadLetters.remember(message.id, settlement.info);
+    if (result === 'deferred') this.#counts.deferred++;
+    if (result === 'given-back') this.#counts.givenBack++;
+    if (result === 'abandoned') this.#counts.abandoned++;
+    if (settlement.type === 'retry' || settlement.type === 'dead-letter') this.#settlementFailing = true;
+    const tries = this.#o.settlement.tries;
+    const fallback = result as 'deferred' | 'given-back' | 'abandoned';
+    const failure = new SettlementError(
+      `consumer "${this.name}": ${settlement.type} of message ${message.id} failed ${tries} time(s); ${describeFallback(fallback)}`,
+      settlement.type,
+      tries,
+      fallback,
+      { cause: error },
+    );
+    this.emit('error', { error: failure, during: settlement.type, message });
+    if (result === 'deferred') this.emit('deferred', { message, settlement: settlement.type, error: failure });
+  }
+
+  #settled(entry: Entry, settlement: Settlement, durationMs: number): void {
+    const { message } = entry.delivery;
+    switch (settlement.type) {
+      case 'ack':
+        return this.#acked(entry, durationMs);
+      case 'retry':
+        this.#counts.retried++;
+        return this.emit('retried', { message, nextAttempt: settlement.nextAttempt, delayMs: settlement.delayMs });
+      case 'dead-letter':
+        this.#counts.deadLettered++;
+        return this.emit('deadLettered', { message, info: settlement.info });
+      case 'give-back':
+        this.#counts.givenBack++;
+        return this.emit('givenBack', { message, reason: settlement.reason });
     }
   }
 
-  async #giveBack(entry: Entry, reason: 'overload' | 'shutdown'): Promise<void> {
-    await entry.delivery.giveBack();
-    this.#counts.givenBack++;
-    this.emit('givenBack', { message: entry.delivery.message, reason });
+  /** Waits a retry's delay off the pool; stop() ends the wait at once. */
+  #delay(entry: Entry, settlement: Settlement & { type: 'retry' }): void {
+    this.#offPool++;
+    const timer = setTimeout(() => this.#undelay(entry), settlement.delayMs);
+    this.#delayed.set(entry, { timer, settlement });
+  }
+
+  #undelay(entry: Entry): void {
+    const delayed = this.#delayed.get(entry);
+    if (delayed === undefined) return;
+    this.#delayed.delete(entry);
+    clearTimeout(delayed.timer);
+    void this.#carryNow(entry, delayed.settlement, 0).finally(() => this.#offPool--);
   }
 
   // --- overload ---------------------------------------------------------------------------
 
-  #overload(entry: Entry): void {
+  #overload(delivery: Delivery): void {
     this.#counts.overloaded++;
     const policy = this.#o.onOverload;
-    this.emit('overloaded', { message: entry.delivery.message, policy, pool: this.#o.pool.status() });
-    this.#settle(entry, 'give-back', () => this.#giveBack(entry, 'overload'));
-    if (this.#paused) return;
+    this.emit('overloaded', { message: delivery.message, policy, pool: this.#o.pool.status() });
+    this.#refused(delivery, 'overload');
+    if (this.#pauses.has('overload')) return;
     const stop = this.#stopping.signal;
     const pool = this.#o.pool;
-    if (policy === 'pause') {
-      void this.#pauseUntil(() => pool.whenAvailable(stop).catch(noop));
-    } else {
-      const delay = this.#o.overloadBackoff.delayMs(++this.#overloadStreak);
-      void this.#pauseUntil(() => abortableDelay(delay, stop).catch(noop));
-    }
+    if (policy === 'pause') void this.#pauseUntil('overload', pool.whenAvailable(stop));
+    else void this.#pauseUntil('overload', abortableDelay(this.#o.overloadBackoff.delayMs(++this.#overloadStreak), stop));
   }
 
-  async #pauseUntil(room: () => Promise<void>): Promise<void> {
-    this.#paused = true;
-    const since = performance.now();
-    this.emit('paused', { reason: 'overload' });
-    await this.source.pause().catch((error: unknown) => this.emit('error', { error, during: 'pause' }));
-    await room();
-    if (this.#state === 'running' || this.#state === 'starting') {
-      await this.source.resume().catch((error: unknown) => this.emit('error', { error, during: 'resume' }));
-    }
-    this.#paused = false;
-    this.emit('resumed', { pausedMs: performance.now() - since });
+  /** Pauses for `reason` until `until` settles (either way), then lifts that reason. */
+  async #pauseUntil(reason: string, until: Promise<unknown>): Promise<void> {
+    if (this.#pauses.has(reason)) return;
+    void this.#pauses.pause(reason);
+    await until.catch(noop);
+    await this.#pauses.resume(reason);
   }
 
   // --- shutdown ---------------------------------------------------------------------------
@@ -405,13 +596,17 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
     const givenBackBefore = this.#counts.givenBack;
     this.#stopping.abort(new ShutdownError());
     await this.source.stop().catch((error: unknown) => this.emit('error', { error, during: 'stop' }));
+    // Retries waiting out their delay go now rather than being dropped or held past the stop.
+    for (const entry of [...this.#delayed.keys()]) this.#undelay(entry);
     const drained = await this.#inFlightDone(timeoutMs);
     if (!drained) {
       const reason = new ShutdownError(`consumer "${this.name}": stop deadline of ${timeoutMs} ms passed`);
       for (const entry of this.#inFlight.snapshot()) abortEntry(entry, reason);
       // Handlers that honour their signal settle (and give back) now; the rest are given back for them.
       await this.#inFlightDone(Math.min(1000, Math.max(50, timeoutMs / 10)));
-      for (const entry of this.#inFlight.snapshot()) await this.#settle(entry, 'give-back', () => this.#giveBack(entry, 'shutdown'));
+      for (const entry of this.#inFlight.snapshot()) {
+        if (!entry.settled) await this.#carry(entry, { type: 'give-back', reason: 'shutdown' });
+      }
     }
     this.#watchdog.stop();
     await this.source.close().catch((error: unknown) => this.emit('error', { error, during: 'close' }));
@@ -422,7 +617,7 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
 
   async #inFlightDone(timeoutMs: number): Promise<boolean> {
     const deadline = performance.now() + timeoutMs;
-    while (this.#inFlight.size > 0) {
+    while (this.#inFlight.size > 0 || this.#offPool > 0) {
       const left = deadline - performance.now();
       if (left <= 0) return false;
       await new Promise((r) => setTimeout(r, Math.min(left, 10)));
@@ -441,6 +636,12 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
     this.#state = state;
     this.emit('state', { state });
   }
+}
+
+function describeFallback(result: 'deferred' | 'given-back' | 'abandoned'): string {
+  if (result === 'deferred') return 'set aside to come back later (broker credit freed, nothing lost)';
+  if (result === 'given-back') return 'handed back unchanged';
+  return 'left to the broker, which delivers it again when its channel or lease ends';
 }
 
 export type { ConsumerOptions, Middleware } from './consumer-options.js';

@@ -6,7 +6,7 @@ export interface DeadLetterInfo {
   /** Handler runs spent on the message (its delivery attempt when it failed for the last time). */
   attempts: number;
   source: string;
-  reason: 'max-attempts' | 'permanent-error';
+  reason: 'max-attempts' | 'permanent-error' | 'failure-policy';
   at: Date;
 }
 

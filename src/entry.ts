@@ -30,6 +30,8 @@ export class Entry implements PoolJob {
   /** The pool's lifetime signal and its end-of-job callback, given by `start`. */
   poolSignal: AbortSignal | undefined = undefined;
   finish: FinishJob | undefined = undefined;
+  /** The handler's own promise when a timeout races it: the slot is held until it really ends. */
+  handlerDone: Promise<void> | undefined = undefined;
   /** performance.now() when the handler began; read only when someone takes durations. */
   startedAt: number | undefined = undefined;
   /** Links of the in-flight list (intrusive: no Set entry per message). */

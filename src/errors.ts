@@ -37,3 +37,21 @@ export class ShutdownError extends Error {
     super(message);
   }
 }
+
+/**
+ * A broker action that kept failing (a dead-letter destination refusing publishes, a retry
+ * republish nacked): what the `error` event carries once the runtime stops trying it and sets the
+ * message aside instead (settle.ts). `cause` is the broker's last error.
+ */
+export class SettlementError extends Error {
+  override readonly name = 'SettlementError';
+  constructor(
+    message: string,
+    readonly settlement: 'ack' | 'retry' | 'dead-letter' | 'give-back',
+    readonly tries: number,
+    readonly fallback: 'deferred' | 'given-back' | 'abandoned',
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}

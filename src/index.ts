@@ -1,15 +1,25 @@
+// The root entry: what an application that consumes messages uses. Adapter authors: `sluice/adapter`.
 export { WorkerPool } from './pool/worker-pool.js';
 export type * from './pool/types.js';
 export { Consumer } from './consumer.js';
-export type { ConsumerOptions, OverloadPolicy, Middleware } from './consumer-options.js';
+export type {
+  ConsumerOptions,
+  OverloadPolicy,
+  Middleware,
+  FailurePolicy,
+  FailureDecision,
+  FailureInfo,
+  SettlementOptions,
+  FlowOptions,
+} from './consumer-options.js';
 export type * from './consumer-events.js';
 export type { Handler, HandlerContext } from './handler.js';
-export { Message, type MessageInit, type Headers, type HeaderValue } from './message.js';
-export type { Delivery, DispatchResult, Source, SourceContext, SourceEvent } from './source.js';
-export { retryPolicy, type RetryOptions, type BackoffOptions, type RetryPolicy } from './retry.js';
-export { DEAD_LETTER_HEADERS, ATTEMPT_HEADER, deadLetterHeaders, deadLetterInfo, type DeadLetterInfo } from './dead-letter.js';
-export { DecodeError, PermanentError, PoolClosedError, ShutdownError, TaskTimeoutError } from './errors.js';
-export { TypedEmitter, type Listener } from './emitter.js';
-export { withRetries, abortableDelay, type WithRetriesOptions } from './reconnect.js';
-export { redactUrl, redactText } from './redact.js';
+export { Message, type Headers, type HeaderValue } from './message.js';
+export type { Settlement, GiveBackReason } from './settlement.js';
+export type { FlowGate, GateDecision, GatedConsumer, GateOutcome } from './flow/gate.js';
+export { InFlightLimit, type InFlightLimitOptions } from './flow/in-flight-limit.js';
+export type { RetryOptions, BackoffOptions } from './retry.js';
+export type { RecoveryOptions } from './adapter/recovery.js';
+export { DEAD_LETTER_HEADERS, ATTEMPT_HEADER, type DeadLetterInfo } from './dead-letter.js';
+export { DecodeError, PermanentError, PoolClosedError, SettlementError, ShutdownError, TaskTimeoutError } from './errors.js';
 export * from './ops/index.js';

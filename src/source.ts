@@ -2,12 +2,18 @@ import type { DeadLetterInfo } from './dead-letter.js';
 import type { Message } from './message.js';
 
 /**
- * One received message with its own acknowledger (Broadway's idea): the adapter says how each
- * outcome maps to its broker, the runtime decides which outcome applies and calls exactly one
- * of these, exactly once.
+ * One received message with its own acknowledger (Broadway's idea). The adapter says how each
+ * settlement maps to its broker; the runtime decides which one applies, carries it out (retrying
+ * a broker action that fails, see settle.ts) and calls each method at most once per settlement.
  */
 export interface Delivery<Raw = unknown> {
   readonly message: Message<Raw>;
+  /**
+   * True once this delivery can no longer be settled (its channel closed, its partition revoked):
+   * the broker will deliver it again by itself. Read when the pool gives it a slot (a stale one is
+   * never started) and before each broker action. Must be cheap. Absent: never stale.
+   */
+  stale?(): boolean;
   /**
    * Processed: remove it from the broker. May finish synchronously (return nothing, throw on
    * failure) when the broker call is a local one (a buffered ack): no promise per message then.
@@ -16,16 +22,36 @@ export interface Delivery<Raw = unknown> {
   /**
    * Failed with attempts left: have it delivered again after `delayMs`, counted as attempt
    * `nextAttempt`. Must not lose it: the original is released only once the retry is safe.
+   * Sources without `capabilities.delayedRetry` are always called with `delayMs` 0: the runtime
+   * has waited out the delay itself, off the pool.
    */
   retry(delayMs: number, nextAttempt: number): Promise<void>;
   /** Failed for good: publish to the dead-letter destination (confirmed), then remove the original. */
   deadLetter(info: DeadLetterInfo): Promise<void>;
-  /** Not processed (overload or shutdown): hand it back unchanged, so that it is delivered again. */
+  /**
+   * Accepted but not processed (stop deadline, a closed pool): hand it back unchanged, so that it
+   * is delivered again. Never called for a message the runtime refused at dispatch: the refusal
+   * is `dispatch`'s return value, and the adapter gives that message back itself.
+   */
   giveBack(): Promise<void>;
+  /**
+   * The last resort when a retry or a dead-letter keeps failing (settle.ts): set the message aside
+   * so that it no longer holds the broker's credit, without losing it, to be delivered again no
+   * sooner than `delayMs` with its attempt unchanged (RabbitMQ: confirmed republish to the tail of
+   * its queue, then ack; JetStream: `nak(delay)`). Absent: the runtime uses `retry(delayMs, attempt)`.
+   */
+  defer?(delayMs: number): Promise<void>;
 }
 
-/** What the runtime decided about a dispatched delivery, at once. */
-export type DispatchResult = 'accepted' | 'overloaded' | 'stopping';
+/**
+ * What the runtime decided about a dispatched delivery, at once. Anything but `'accepted'` is a
+ * refusal: the adapter gives the message back to its broker (or, where it can, keeps it and
+ * offers it again later) and the runtime never touches that delivery again.
+ * - `'overloaded'`: the pool had no room.
+ * - `'gated'`: a flow gate (rate limit, circuit breaker, ...) did not admit it.
+ * - `'stopping'`: the consumer is stopping or its pool is closed.
+ */
+export type DispatchResult = 'accepted' | 'overloaded' | 'gated' | 'stopping';
 
 /** Events an adapter reports about its connection; the consumer re-emits them. */
 export type SourceEvent =
@@ -38,7 +64,10 @@ export type SourceEvent =
 export interface SourceContext {
   /** Hands a message to the runtime, which settles it. Never throws. */
   dispatch(delivery: Delivery): DispatchResult;
-  /** Places the pool has right now (free slots + free queue places): what a pull-based source may ask for. */
+  /**
+   * Messages this consumer may be handed right now (free pool places, less what its gates hold
+   * back): what a pull-based source may ask for.
+   */
   freeCapacity(): number;
   /** Resolves when the pool has room again; rejects when `signal` aborts. */
   whenAvailable(signal?: AbortSignal): Promise<void>;
@@ -47,13 +76,29 @@ export interface SourceContext {
   report(event: SourceEvent): void;
 }
 
+/** What a broker can do, so that the runtime knows what it must do itself. */
+export interface SourceCapabilities {
+  /**
+   * `retry(delayMs)` has the broker (or the adapter) hold the message for the delay without
+   * holding anything of the runtime's (JetStream `nak(delay)`). False: the runtime waits the delay
+   * off the pool, then calls `retry(0, nextAttempt)`; `stop()` cuts those waits short.
+   */
+  readonly delayedRetry: boolean;
+  /** A message given back is delivered again (false on core NATS: it is answered or dropped). */
+  readonly redelivery: boolean;
+  /** `pause()` stops deliveries at the broker (false: it may only slow them, see the adapter's docs). */
+  readonly pause: boolean;
+}
+
 /**
  * The adapter contract: a thin translation of one broker's consume primitives. Policies (retry,
- * dead-letter decisions, overload, timeouts, shutdown) live in the runtime, not here.
+ * dead-letter decisions, overload, gates, timeouts, shutdown, failed broker actions) live in the
+ * runtime, not here.
  */
 export interface Source {
   /** e.g. `rabbitmq:payments`; used in errors, events and metrics labels. */
   readonly name: string;
+  readonly capabilities: SourceCapabilities;
   /** Connects and begins pulling. Rejects with a clear error if the broker cannot be reached. */
   start(context: SourceContext): Promise<void>;
   /** Stops new deliveries; deliveries already handed out stay settle-able. */

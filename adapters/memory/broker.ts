@@ -40,6 +40,8 @@ class MemoryQueue {
   readonly subscribers = new Set<Subscriber>();
   delayed = 0;
   scheduled = false;
+  /** Set by `refusePublishes`: publishing to it throws, as a full queue with reject-publish would nack. */
+  refusing = false;
 }
 
 /**
@@ -54,9 +56,10 @@ export class MemoryBroker {
   #timers = new Set<NodeJS.Timeout>();
 
   publish(queue: string, body: Uint8Array | string, options: PublishOptions = {}): string {
+    const q = this.#queue(queue);
+    if (q.refusing) throw new Error(`memory broker: queue "${queue}" refuses publishes`);
     const id = options.id ?? `m-${this.#nextId++}`;
     const bytes = typeof body === 'string' ? new TextEncoder().encode(body) : body;
-    const q = this.#queue(queue);
     q.ready.push({ id, body: bytes, headers: { ...options.headers }, key: options.key, attempt: 1, deliveries: 0 });
     this.#schedule(queue, q);
     return id;
@@ -69,6 +72,11 @@ export class MemoryBroker {
   depth(queue: string): QueueDepth {
     const q = this.#queue(queue);
     return { ready: q.ready.size + q.requeued.size, unacked: q.unacked.size, delayed: q.delayed };
+  }
+
+  /** Makes publishing to `queue` fail (true) or work again (false): a destination that refuses, for tests. */
+  refusePublishes(queue: string, refusing = true): void {
+    this.#queue(queue).refusing = refusing;
   }
 
   /** Takes every ready message out of a queue (e.g. to read a dead-letter queue in a test). */
@@ -124,14 +132,27 @@ export class MemoryBroker {
 
   /** Moves a delivered message to another queue with extra headers (the dead-letter path). */
   moveTo(queue: string, tag: number, target: string, headers: Headers): void {
-    const message = this.#take(queue, tag);
+    const message = this.#peek(queue, tag);
+    // Published first: a refused publish leaves the delivery unsettled, as a broker's nack would.
     this.publish(target, message.body, { id: message.id, key: message.key, headers });
+    this.#take(queue, tag);
+  }
+
+  /** Back to the tail of its queue, unchanged, after `delayMs` (a message set aside; the attempt does not change). */
+  deferTo(queue: string, tag: number, delayMs: number): void {
+    this.retryLater(queue, tag, delayMs, this.#peek(queue, tag).attempt);
   }
 
   /** Cancels pending delayed retries (they would otherwise keep the process alive). */
   close(): void {
     for (const timer of this.#timers) clearTimeout(timer);
     this.#timers.clear();
+  }
+
+  #peek(queue: string, tag: number): StoredMessage {
+    const entry = this.#queue(queue).unacked.get(tag);
+    if (!entry) throw new Error(`memory broker: unknown delivery tag ${tag} on queue "${queue}" (already settled?)`);
+    return entry.message;
   }
 
   #take(queue: string, tag: number): StoredMessage {

@@ -1,7 +1,7 @@
 import { Consumer } from '../../src/consumer.js';
 import type { ConsumerOptions } from '../../src/consumer-options.js';
-import { WorkerPool } from '../../src/pool/worker-pool.js';
-import { integerOption, stringOption } from '../../src/validate.js';
+import { poolCapacity } from '../../src/adapter/credit.js';
+import { integerOption, objectOption, stringOption } from '../../src/validate.js';
 import { MemoryBroker, type StoredMessage } from './broker.js';
 import { MemorySource } from './source.js';
 
@@ -13,8 +13,8 @@ export interface MemoryConsumerOptions extends ConsumerOptions<StoredMessage> {
   queue: string;
   /** Unacked deliveries this consumer may hold. Default: the pool's capacity (maxConcurrency + maxQueueSize). */
   prefetch?: number;
-  /** Default `<queue>.dlq`. */
-  deadLetterQueue?: string;
+  /** Where dead letters go, as on the other brokers. Default `{ queue: '<queue>.dlq' }`. */
+  deadLetter?: { queue: string };
 }
 
 /** A consumer of one in-memory queue through a bounded pool. */
@@ -22,13 +22,12 @@ export function memoryConsumer(options: MemoryConsumerOptions): Consumer<StoredM
   const owner = `memoryConsumer(${JSON.stringify(options?.queue)})`;
   if (!(options?.broker instanceof MemoryBroker)) throw new TypeError(`${owner}: option "broker" must be a MemoryBroker`);
   const queue = stringOption(owner, 'queue', options.queue);
-  const pool = options.pool instanceof WorkerPool ? options.pool.status() : options.pool;
-  const capacity = (pool?.maxConcurrency ?? 1) + (pool?.maxQueueSize ?? 0);
+  const deadLetter = options.deadLetter === undefined ? undefined : objectOption(owner, 'deadLetter', options.deadLetter);
   const source = new MemorySource({
     broker: options.broker,
     queue,
-    prefetch: integerOption(owner, 'prefetch', options.prefetch, { min: 1, fallback: Math.max(1, capacity) }),
-    deadLetterQueue: stringOption(owner, 'deadLetterQueue', options.deadLetterQueue, `${queue}.dlq`),
+    prefetch: integerOption(owner, 'prefetch', options.prefetch, { min: 1, fallback: poolCapacity(options.pool) }),
+    deadLetterQueue: deadLetter === undefined ? `${queue}.dlq` : stringOption(owner, 'deadLetter.queue', deadLetter.queue),
   });
   return new Consumer(source, options);
 }

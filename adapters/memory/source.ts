@@ -1,6 +1,6 @@
 import { deadLetterHeaders } from '../../src/dead-letter.js';
 import { Message } from '../../src/message.js';
-import type { Delivery, Source, SourceContext } from '../../src/source.js';
+import type { Delivery, DispatchResult, Source, SourceCapabilities, SourceContext } from '../../src/source.js';
 import type { MemoryBroker, StoredMessage } from './broker.js';
 
 export interface MemorySourceOptions {
@@ -8,13 +8,14 @@ export interface MemorySourceOptions {
   queue: string;
   /** Unacked deliveries this consumer may hold (the broker-side credit). */
   prefetch: number;
-  /** Where dead letters go. Default `<queue>.dlq`. */
+  /** Where dead letters go. */
   deadLetterQueue: string;
 }
 
 /** The in-memory broker's Source: a direct translation of subscribe/pause/ack/requeue. */
 export class MemorySource implements Source {
   readonly name: string;
+  readonly capabilities: SourceCapabilities = { delayedRetry: true, redelivery: true, pause: true };
   #subscription: ReturnType<MemoryBroker['subscribe']> | undefined;
 
   constructor(private readonly options: MemorySourceOptions) {
@@ -23,7 +24,12 @@ export class MemorySource implements Source {
 
   async start(context: SourceContext): Promise<void> {
     const { broker, queue, prefetch } = this.options;
-    this.#subscription = broker.subscribe(queue, prefetch, (stored, tag) => context.dispatch(this.#delivery(stored, tag)));
+    this.#subscription = broker.subscribe(queue, prefetch, (stored, tag) => {
+      const result: DispatchResult = context.dispatch(this.#delivery(stored, tag));
+      // Refused (overload, a gate, stopping): back to the head of the queue, unchanged. Not inside
+      // the broker's delivery loop, which would hand the same message straight back.
+      if (result !== 'accepted') queueMicrotask(() => broker.requeue(queue, tag));
+    });
     context.report({ type: 'connected', detail: this.name });
   }
 
@@ -61,6 +67,7 @@ export class MemorySource implements Source {
       retry: async (delayMs, nextAttempt) => broker.retryLater(queue, tag, delayMs, nextAttempt),
       deadLetter: async (info) => broker.moveTo(queue, tag, deadLetterQueue, deadLetterHeaders(message, info)),
       giveBack: async () => broker.requeue(queue, tag),
+      defer: async (delayMs) => broker.deferTo(queue, tag, delayMs),
     };
   }
 }

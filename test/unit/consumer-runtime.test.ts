@@ -9,10 +9,8 @@ import {
   WorkerPool,
   Consumer,
   Message,
-  type Delivery,
-  type Source,
-  type SourceContext,
 } from '../../src/index.js';
+import type { Delivery, Source, SourceContext } from '../../src/adapter/index.js';
 import { tick, until } from '../helpers/wait.js';
 
 
@@ -299,10 +297,9 @@ describe('Consumer runtime on the in-memory broker', () => {
     expect(errors).toEqual([]);
   });
 
-  it('reports a failing broker action as an error event and keeps consuming', async () => {
+  it('reports a failing broker action as an error event, tries it again, and keeps consuming', async () => {
     const broker = new MemoryBroker();
     publishMany(broker, 'q', 3);
-    // Credit for all three: the message whose ack failed stays unacked, as on a real broker.
     const consumer = memoryConsumer({ broker, queue: 'q', pool: { maxConcurrency: 1, maxQueueSize: 0 }, prefetch: 3, handler: async () => {} });
     const realAck = broker.ack.bind(broker);
     let failNext = true;
@@ -316,9 +313,11 @@ describe('Consumer runtime on the in-memory broker', () => {
     const errors: { during: string; id?: string }[] = [];
     consumer.on('error', (e) => errors.push({ during: e.during, id: e.message?.id }));
     await consumer.start();
-    await until(() => consumer.status().handled === 2, 'two acked');
+    await until(() => consumer.status().handled === 3, 'all three acked, the first on its second try');
     await consumer.stop({ timeoutMs: 100 });
     expect(errors).toEqual([{ during: 'ack', id: 'm-0' }]);
+    expect(consumer.status()).toMatchObject({ settlementFailures: 1, deferred: 0, abandoned: 0 });
+    expect(broker.depth('q')).toEqual({ ready: 0, unacked: 0, delayed: 0 });
   });
 
   it('reports a stall when messages are in flight and nothing completes, and its end', async () => {
@@ -357,12 +356,13 @@ describe('Consumer runtime on the in-memory broker', () => {
 });
 
 describe('Consumer runtime when its shared pool is closed under it', () => {
-  it('a message the pool cancels inside dispatch (a saturated listener closed it) is refused, given back once', async () => {
+  it('a message the pool cancels inside dispatch (a saturated listener closed it) is refused, and the runtime does not touch it', async () => {
     const pool = new WorkerPool({ maxConcurrency: 1, maxQueueSize: 1 });
     let context!: SourceContext;
     const source: Source = {
       name: 'fake',
-      start: async (c) => void (context = c),
+      capabilities: { delayedRetry: true, redelivery: true, pause: true },
+      start: async (c: SourceContext) => void (context = c),
       pause: async () => {},
       resume: async () => {},
       stop: async () => {},
@@ -385,10 +385,11 @@ describe('Consumer runtime when its shared pool is closed under it', () => {
     // Queued, then cancelled by the close before dispatch returned: an adapter must hear "not taken".
     expect(context.dispatch(delivery('b'))).toBe('stopping');
     release();
-    await until(() => settled.length === 2, 'both settled');
-    expect(settled.sort()).toEqual(['ack a', 'give-back b']);
+    // The refusal is the return value: the adapter gives 'b' back; the runtime calls nothing on it.
+    await until(() => settled.length === 1, 'a settled');
+    expect(settled).toEqual(['ack a']);
     await consumer.stop();
-    expect(settled).toHaveLength(2);
+    expect(settled).toEqual(['ack a']);
   });
 
   it('gives messages back and pauses instead of spinning', async () => {

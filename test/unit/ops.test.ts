@@ -9,12 +9,11 @@ import {
   jsonLogger,
   logConsumer,
   prometheusMetrics,
-  redactUrl,
   runService,
   tracingMiddleware,
   WorkerPool,
-  type Source,
 } from '../../src/index.js';
+import { redactUrl, type Source } from '../../src/adapter/index.js';
 import { Consumer } from '../../src/consumer.js';
 import { tick, until } from '../helpers/wait.js';
 
@@ -100,6 +99,7 @@ describe('operations: runService, health over HTTP, metrics', () => {
   it('fails fast when a consumer cannot start, or keeps the others running when told to', async () => {
     const broken: Source = {
       name: 'broken:q',
+      capabilities: { delayedRetry: true, redelivery: true, pause: true },
       start: async () => { throw new Error('connect ECONNREFUSED amqp://app:s3cret@10.0.0.1:5672'); },
       pause: async () => {}, resume: async () => {}, stop: async () => {}, close: async () => {},
     };
