@@ -1,0 +1,116 @@
+/** Flow gates: checked before a message takes a pool slot; on the memory broker. */
+import { describe, expect, it } from 'vitest';
+import { MemoryBroker, memoryConsumer } from '../../adapters/memory/index.js';
+import { InFlightLimit, WorkerPool, type FlowGate, type GateOutcome } from '../../src/index.js';
+import { tick, until } from '../helpers/wait.js';
+
+describe('InFlightLimit (the example gate)', () => {
+  it('holds one consumer of a shared pool to its limit, pausing at the broker meanwhile, and loses nothing', async () => {
+    const broker = new MemoryBroker();
+    for (let i = 0; i < 60; i++) broker.publishJson('q', { i }, { id: `m-${i}` });
+    const pool = new WorkerPool({ maxConcurrency: 8, maxQueueSize: 8 });
+    let running = 0;
+    let maxRunning = 0;
+    const gate = new InFlightLimit({ max: 3 });
+    const consumer = memoryConsumer({
+      broker,
+      queue: 'q',
+      pool,
+      flow: { gates: [gate] },
+      handler: async () => {
+        maxRunning = Math.max(maxRunning, ++running);
+        await tick(2);
+        running--;
+      },
+    });
+    const reasons = new Set<string>();
+    consumer.on('paused', (e) => reasons.add(e.reason));
+    await consumer.start();
+    await until(() => consumer.status().handled === 60, 'all handled');
+    await consumer.stop();
+    expect(maxRunning).toBeLessThanOrEqual(3);
+    expect(consumer.status().gated).toBeGreaterThan(0);
+    expect(reasons.has('in-flight-limit')).toBe(true);
+    expect(broker.depth('q')).toEqual({ ready: 0, unacked: 0, delayed: 0 });
+  });
+
+  it('rejects a bad limit at construction, naming it', () => {
+    expect(() => new InFlightLimit({ max: 0 })).toThrow(/max.*0/);
+    expect(() => memoryConsumer({ broker: new MemoryBroker(), queue: 'q', pool: { maxConcurrency: 1, maxQueueSize: 0 }, handler: async () => {}, flow: { gates: [{}] as never } })).toThrow(/flow\.gates\[0\]/);
+  });
+});
+
+describe('a gate', () => {
+  it('that refuses without a pause gives the message back without taking a pool slot; one with resumeAfterMs pauses under its name', async () => {
+    const broker = new MemoryBroker();
+    for (let i = 0; i < 5; i++) broker.publishJson('q', { i }, { id: `m-${i}` });
+    const pool = new WorkerPool({ maxConcurrency: 2, maxQueueSize: 0 });
+    let closed = true;
+    let refusals = 0;
+    let activeWhileRefusing = 0;
+    const gate: FlowGate = {
+      name: 'window',
+      admit: () => {
+        if (!closed) return { admit: true };
+        activeWhileRefusing = Math.max(activeWhileRefusing, pool.status().active + pool.status().pending);
+        // The third refusal pauses for a while; the others just refuse.
+        return ++refusals === 3 ? { admit: false, resumeAfterMs: 20 } : { admit: false };
+      },
+    };
+    const consumer = memoryConsumer({ broker, queue: 'q', pool, flow: { gates: [gate] }, handler: async () => {} });
+    const events: string[] = [];
+    consumer.on('paused', (e) => events.push(`paused:${e.reason}`));
+    consumer.on('resumed', (e) => events.push(`resumed:${e.reason}`));
+    await consumer.start();
+    await until(() => events.includes('paused:window'), 'paused by the gate');
+    expect(consumer.status().pausedBy).toEqual(['window']);
+    closed = false;
+    await until(() => consumer.status().handled === 5, 'all handled once the gate admits');
+    await consumer.stop();
+    expect(activeWhileRefusing).toBe(0);
+    expect(events).toContain('resumed:window');
+    expect(consumer.status().gated).toBe(refusals);
+    expect(broker.depth('q')).toEqual({ ready: 0, unacked: 0, delayed: 0 });
+  });
+
+  it('hears how each admitted message ended; gates after a refusing one are not asked, those before hear it was skipped', async () => {
+    const broker = new MemoryBroker();
+    broker.publishJson('q', { ok: true }, { id: 'good' });
+    broker.publishJson('q', { ok: false }, { id: 'bad' });
+    broker.publishJson('q', { ok: true }, { id: 'refused-once' });
+    const outcomes: string[] = [];
+    const first: FlowGate = {
+      name: 'first',
+      admit: () => ({ admit: true }),
+      done: (m, o: GateOutcome) => void outcomes.push(`${m.id}:${o.result}${o.error ? `:${(o.error as Error).message}` : ''}`),
+    };
+    let refuseOnce = true;
+    const asked: string[] = [];
+    const second: FlowGate = {
+      name: 'second',
+      admit: (m) => {
+        asked.push(m.id);
+        if (m.id === 'refused-once' && refuseOnce) {
+          refuseOnce = false;
+          return { admit: false };
+        }
+        return { admit: true };
+      },
+    };
+    const consumer = memoryConsumer({
+      broker,
+      queue: 'q',
+      pool: { maxConcurrency: 1, maxQueueSize: 0 },
+      retry: { maxAttempts: 1 },
+      flow: { gates: [first, second] },
+      handler: async (m) => {
+        if (!m.json<{ ok: boolean }>().ok) throw new Error('no');
+      },
+    });
+    await consumer.start();
+    await until(() => consumer.status().handled === 2 && consumer.status().deadLettered === 1, 'settled');
+    await consumer.stop();
+    expect(outcomes.sort()).toEqual(['bad:failed:no', 'good:succeeded', 'refused-once:skipped', 'refused-once:succeeded']);
+    expect(asked.filter((id) => id === 'refused-once')).toHaveLength(2);
+  });
+});
