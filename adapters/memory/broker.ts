@@ -1,5 +1,4 @@
-import { LinkedQueue } from '../../src/pool/linked-queue.js';
-import type { Headers } from '../../src/message.js';
+import { LinkedQueue, type Headers } from '../../src/adapter/index.js';
 
 /** A message as the in-memory broker stores it. */
 export interface StoredMessage {

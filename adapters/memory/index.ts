@@ -1,7 +1,4 @@
-import { Consumer } from '../../src/consumer.js';
-import type { ConsumerOptions } from '../../src/consumer-options.js';
-import { poolCapacity } from '../../src/adapter/credit.js';
-import { integerOption, objectOption, stringOption } from '../../src/validate.js';
+import { Consumer, integerOption, objectOption, poolCapacity, stringOption, type ConsumerOptions } from '../../src/adapter/index.js';
 import { MemoryBroker, type StoredMessage } from './broker.js';
 import { MemorySource } from './source.js';
 

@@ -1,6 +1,4 @@
-import { deadLetterHeaders } from '../../src/dead-letter.js';
-import { Message } from '../../src/message.js';
-import type { Delivery, DispatchResult, Source, SourceCapabilities, SourceContext } from '../../src/source.js';
+import { deadLetterHeaders, Message, type Delivery, type DispatchResult, type Source, type SourceCapabilities, type SourceContext } from '../../src/adapter/index.js';
 import type { MemoryBroker, StoredMessage } from './broker.js';
 
 export interface MemorySourceOptions {
