@@ -421,6 +421,8 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
     let settlement: Settlement;
     if (error instanceof ShutdownError) {
       settlement = { type: 'give-back', reason: 'shutdown' };
+    } else if (this.#gates.length > 0 && this.#excused(error, message)) {
+      settlement = { type: 'give-back', reason: 'excused' };
     } else {
       const maxAttempts = this.#o.retry.maxAttempts;
       const permanent = error instanceof PermanentError;
@@ -445,6 +447,12 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
     }
     this.emit('failed', { message, error, attempt, durationMs, next: settlement.type as 'retry' | 'dead-letter' | 'give-back' });
     return settlement;
+  }
+
+  /** A gate takes the blame for this failure (an open circuit breaker): the attempt does not count. */
+  #excused(error: unknown, message: Delivery['message']): boolean {
+    for (const gate of this.#gates) if (gate.excuses?.(error, message, this.#gated) === true) return true;
+    return false;
   }
 
   /** The common case, inlined: no closure, and no promise when the adapter acks synchronously. */

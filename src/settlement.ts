@@ -1,7 +1,7 @@
 import type { DeadLetterInfo } from './dead-letter.js';
 
 /** Why a message went back unprocessed. */
-export type GiveBackReason = 'overload' | 'gated' | 'shutdown' | 'failure-policy';
+export type GiveBackReason = 'overload' | 'gated' | 'shutdown' | 'failure-policy' | 'excused';
 
 /**
  * What is to become of a delivered message: the value the runtime computes from a handler's

@@ -41,6 +41,13 @@ export interface FlowGate {
   admit(message: Message, consumer: GatedConsumer): GateDecision;
   /** Called once for every admitted message when it is settled (or skipped). */
   done?(message: Message, outcome: GateOutcome, consumer: GatedConsumer): void;
+  /**
+   * Whether a handler's failure is this gate's business rather than the message's (a circuit
+   * breaker that is open: the downstream is down). True: the message is given back without
+   * counting the attempt, so an outage never walks healthy messages into the dead-letter queue.
+   * Asked before `failurePolicy`; must be cheap and must not throw.
+   */
+  excuses?(error: unknown, message: Message, consumer: GatedConsumer): boolean;
   /** How many more messages this gate would admit now, for pull-based brokers sizing a pull. Absent: no limit. */
   capacity?(consumer: GatedConsumer): number;
 }

@@ -114,3 +114,38 @@ describe('a gate', () => {
     expect(asked.filter((id) => id === 'refused-once')).toHaveLength(2);
   });
 });
+
+describe('a gate that excuses a failure', () => {
+  it('has the message given back without counting the attempt, so it never reaches the dead-letter queue', async () => {
+    const broker = new MemoryBroker();
+    broker.publishJson('q', {}, { id: 'm' });
+    let downstreamDown = true;
+    const runs: number[] = [];
+    const gate: FlowGate = {
+      name: 'outage',
+      admit: () => ({ admit: true }),
+      excuses: () => downstreamDown,
+    };
+    const consumer = memoryConsumer({
+      broker,
+      queue: 'q',
+      pool: { maxConcurrency: 1, maxQueueSize: 0 },
+      retry: { maxAttempts: 1 },
+      flow: { gates: [gate] },
+      handler: async (m) => {
+        runs.push(m.deliveryAttempt);
+        if (runs.length === 3) downstreamDown = false;
+        if (downstreamDown) throw new Error('503 from the downstream');
+      },
+    });
+    const reasons: string[] = [];
+    consumer.on('givenBack', (e) => reasons.push(e.reason));
+    await consumer.start();
+    await until(() => consumer.status().handled === 1, 'handled once the downstream is back');
+    await consumer.stop();
+    expect(runs).toEqual([1, 1, 1]);
+    expect(reasons).toEqual(['excused', 'excused']);
+    expect(consumer.status().deadLettered).toBe(0);
+    expect(broker.depth('q.dlq').ready).toBe(0);
+  });
+});
