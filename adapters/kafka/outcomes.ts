@@ -87,12 +87,17 @@ export class Outcomes implements DeliveryHooks {
   hold(state: PartitionState, work: Work): void {
     state.waiting++;
     this.#ready.push({ state, work });
-    if (!this.#flushScheduled) {
-      this.#flushScheduled = true;
-      // After the current task has left its pool slot: dispatching from inside an ack would
-      // find the pool one place shorter than it is.
-      setImmediate(() => this.flush());
-    }
+    this.scheduleFlush();
+  }
+
+  /**
+   * Flushes on the next turn: after the current task has left its pool slot (dispatching from
+   * inside an ack would find the pool one place shorter than it is) or the runtime's resume ended.
+   */
+  scheduleFlush(): void {
+    if (this.#flushScheduled || this.#readyHead >= this.#ready.length) return;
+    this.#flushScheduled = true;
+    setImmediate(() => this.flush());
   }
 
   /** Dispatches held messages in order while the pool has room. */

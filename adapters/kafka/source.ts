@@ -99,7 +99,7 @@ export class KafkaSource implements Source, KafkaSourceView {
     this.#group.paused = false;
     this.#group.unpauseAll('source');
     // Held messages a gate turned away go again now rather than at their timed retry.
-    if (this.#context) this.#outcomes.flush();
+    if (this.#context) this.#outcomes.scheduleFlush();
   }
 
   /** Stops taking messages but stays in the group, so that what finishes can still be committed at close. */
