@@ -79,8 +79,11 @@ export class JetStreamSource implements Source {
   constructor(private readonly o: ResolvedJetStreamOptions) {
     this.name = `nats:${o.stream}/${o.durable}`;
     this.#pullSubject = `$JS.API.CONSUMER.MSG.NEXT.${o.stream}.${o.durable}`;
-    // As nats.js does for consume(): half the expiry, at most 30 s; two missed ones mean the requests are gone.
-    this.#heartbeatMs = Math.min(30_000, Math.max(500, Math.floor(o.pullExpiresMs / 2)));
+    // As nats.js consume(): half the expiry, at most 15 s (so an idle consumer costs what the raw
+    // client's loop costs). Two missed ones mean the open requests are gone: that is also how a
+    // durable deleted between two pulls is noticed (the server does not answer pulls for a durable
+    // that does not exist; one deleted while a pull waits answers 409 at once).
+    this.#heartbeatMs = Math.min(15_000, Math.max(500, Math.floor(o.pullExpiresMs / 2)));
     this.#scope = {
       stream: o.stream,
       deadLetterSubject: o.deadLetterSubject,

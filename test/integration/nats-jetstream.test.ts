@@ -237,6 +237,8 @@ describe('natsConsumer (JetStream) on a real NATS server', () => {
       stream,
       durable: 'doomed',
       consumerConfig: { ack_wait: nanos(2000) },
+      // A durable deleted between two pulls is noticed by missed heartbeats (half the expiry): keep it short here.
+      pullExpiresMs: 4000,
       deadLetter: { subject: dlq },
       pool: { maxConcurrency: 4, maxQueueSize: 4 },
       recovery: { backoff: { initialMs: 20, maxMs: 200 } },
@@ -269,7 +271,7 @@ describe('natsConsumer (JetStream) on a real NATS server', () => {
       recovery: { startAttempts: 2, backoff: { initialMs: 10, maxMs: 10 } },
     });
     const e1 = await unreachable.start().then(() => undefined, (e: unknown) => e as Error);
-    expect(e1?.message).toMatch(/nats:S\/d: could not start after 2 attempt\(s\): NATS at nats:\/\/svc:\*\*\*@127\.0\.0\.1:1 unreachable/);
+    expect(e1?.message).toMatch(/nats:S\/d: could not connect to nats:\/\/svc:\*\*\*@127\.0\.0\.1:1 after 2 attempt\(s\): NATS at nats:\/\/svc:\*\*\*@127\.0\.0\.1:1 unreachable/);
     expect(e1?.message).not.toContain('hunter2-pw');
 
     const missing = unique('NOPE').toUpperCase().replace(/-/g, '_');
