@@ -32,6 +32,8 @@ async function survives(
   const queue = rabbit.queue('sluice-fault');
   const ids = await rabbit.fill(queue, n);
   const calls = new Map<string, number>();
+  // Handlers wait while the fault is being made (rabbitmqctl takes seconds): it always lands mid-stream.
+  let held: Promise<void> | undefined;
   const recovered: number[] = [];
   const errors: string[] = [];
   const consumer = rabbitConsumer({
@@ -42,6 +44,7 @@ async function survives(
     recovery: { backoff: { initialMs: 50, maxMs: 500 } },
     handler: async (m: Message) => {
       await new Promise((r) => setTimeout(r, options.handlerMs ?? 2));
+      if (held) await held;
       calls.set(m.id, (calls.get(m.id) ?? 0) + 1);
     },
   });
@@ -51,7 +54,15 @@ async function survives(
   consumer.on('error', ({ error }) => errors.push(String(error)));
   await consumer.start();
   await until(() => calls.size >= n / 3, 'a third handled', 30_000);
-  await fault(consumer, queue);
+  let release!: () => void;
+  held = new Promise<void>((resolve) => (release = resolve));
+  try {
+    await fault(consumer, queue);
+  } finally {
+    held = undefined;
+    release();
+  }
+  expect(calls.size, 'the fault came before the last message was handled').toBeLessThan(n);
   await until(() => ids.every((id) => calls.has(id)), 'every id handled after the fault', 60_000);
   await consumer.stop();
   const duplicates = [...calls.values()].reduce((s, c) => s + c - 1, 0);
@@ -74,7 +85,6 @@ describe('rabbitConsumer recovers from faults on a real RabbitMQ', () => {
 
   it('a connection closed by the broker (rabbitmqctl close_connection) is reconnected', async () => {
     const name = `sluice-test-${randomUUID().slice(0, 8)}`;
-    // rabbitmqctl takes about a second per call: a slower handler keeps the stream going past it.
     const r = await survives(2000, { socketOptions: { clientProperties: { connection_name: name } }, handlerMs: 20 }, async () => {
       const { stdout } = await run('rabbitmqctl', ['list_connections', '--no-table-headers', 'pid', 'client_properties']);
       const line = stdout.split('\n').find((l) => l.includes(name));
