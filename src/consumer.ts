@@ -40,6 +40,8 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
   #stopping = new AbortController();
   readonly #pauses: PauseReasons;
   #overloadStreak = 0;
+  /** Refusals in a row by a gate that gave no time to resume: the pause after each grows. */
+  #gatedStreak = 0;
   #watchdog: StallWatchdog;
   #stopped: Promise<StopResult> | undefined;
   #counts = {
@@ -266,13 +268,17 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
       this.#counts.gated++;
       this.emit('gated', { message, gate: gate.name });
       this.#refused(delivery, 'gated');
-      const { resumeAfterMs, resumeWhen } = decision;
-      if (resumeWhen !== undefined || resumeAfterMs !== undefined) {
-        const until = resumeWhen ?? abortableDelay(resumeAfterMs!, this.#stopping.signal);
+      // Without a time to resume, a short growing pause all the same: the broker would otherwise
+      // hand the refused message straight back, and the consumer would spin on it.
+      if (!this.#pauses.has(gate.name)) {
+        const { resumeAfterMs, resumeWhen } = decision;
+        const until =
+          resumeWhen ?? abortableDelay(resumeAfterMs ?? this.#o.overloadBackoff.delayMs(++this.#gatedStreak), this.#stopping.signal);
         void this.#pauseUntil(gate.name, until);
       }
       return false;
     }
+    this.#gatedStreak = 0;
     return true;
   }
 
@@ -461,14 +467,14 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
     let done: void | Promise<void>;
     try {
       done = entry.delivery.ack();
-    } catch {
-      return this.#carryFrom(entry, { type: 'ack' }, durationMs);
+    } catch (error) {
+      return this.#ackFailed(entry, durationMs, error);
     }
     // Anything but a thenable is a synchronous ack (a `() => void` may still return a value).
     if (typeof (done as Promise<void> | undefined)?.then !== 'function') return this.#acked(entry, durationMs);
     return (done as Promise<void>).then(
       () => this.#acked(entry, durationMs),
-      () => this.#carryFrom(entry, { type: 'ack' }, durationMs),
+      (error: unknown) => this.#ackFailed(entry, durationMs, error),
     );
   }
 
@@ -479,10 +485,9 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
     if (this.listenerCount('handled') > 0) this.emit('handled', { message: entry.delivery.message, attempt: entry.delivery.message.deliveryAttempt, durationMs });
   }
 
-  /** An ack that failed on its first try: the settlement policy takes over from there. */
-  async #carryFrom(entry: Entry, settlement: Settlement, durationMs: number): Promise<void> {
-    entry.settled = false;
-    await this.#carry(entry, settlement, durationMs);
+  /** An ack that failed on its first try: the settlement policy takes over from the second. */
+  #ackFailed(entry: Entry, durationMs: number, error: unknown): Promise<void> {
+    return this.#carryNow(entry, { type: 'ack' }, durationMs, { error });
   }
 
   /**
@@ -499,7 +504,7 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
     return this.#carryNow(entry, settlement, durationMs);
   }
 
-  async #carryNow(entry: Entry, settlement: Settlement, durationMs: number): Promise<void> {
+  async #carryNow(entry: Entry, settlement: Settlement, durationMs: number, firstFailure?: { error: unknown }): Promise<void> {
     const { delivery } = entry;
     const { message } = delivery;
     let tried = 0;
@@ -510,7 +515,7 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
         this.emit('error', { error: e, during, message });
       },
       signal: entry.abortReason instanceof ShutdownError ? this.#stopping.signal : undefined,
-    });
+    }, firstFailure);
     if (result === 'done') {
       if (tried > 0 || settlement.type === 'retry' || settlement.type === 'dead-letter') this.#settlementFailing = false;
       this.#settled(entry, settlement, durationMs);
@@ -586,9 +591,10 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
 
   /** Pauses for `reason` until `until` settles (either way), then lifts that reason. */
   async #pauseUntil(reason: string, until: Promise<unknown>): Promise<void> {
+    const settled = until.catch(noop);
     if (this.#pauses.has(reason)) return;
     void this.#pauses.pause(reason);
-    await until.catch(noop);
+    await settled;
     await this.#pauses.resume(reason);
   }
 

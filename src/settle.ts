@@ -36,9 +36,18 @@ export async function carryOut(
   capabilities: SourceCapabilities,
   policy: SettlePolicy,
   hooks: SettleHooks,
+  /** A first try that already failed outside (a synchronous ack): its error; the loop goes on from the second try. */
+  firstFailure?: { error: unknown },
 ): Promise<{ result: SettleResult; error?: unknown }> {
   let error: unknown;
-  for (let n = 1; n <= policy.tries; n++) {
+  let first = 1;
+  if (firstFailure !== undefined) {
+    error = firstFailure.error;
+    hooks.failed(settlement.type, error, 1);
+    first = 2;
+    if (policy.tries > 1) await abortableDelay(policy.backoff.delayMs(1), hooks.signal).catch(() => {});
+  }
+  for (let n = first; n <= policy.tries; n++) {
     if (delivery.stale?.() === true) return { result: 'stale' };
     try {
       await act(delivery, settlement, capabilities);

@@ -4,9 +4,10 @@ import type { Message } from '../message.js';
 export type GateDecision =
   | { readonly admit: true }
   /**
-   * Not now. The message is refused (the adapter gives it back) without taking a slot. With
-   * `resumeAfterMs` or `resumeWhen`, the consumer also pauses at the broker, under the gate's name
-   * as reason, until that time has passed or that promise settles; without either it keeps consuming.
+   * Not now. The message is refused (the adapter gives it back) without taking a slot, and the
+   * consumer pauses at the broker, under the gate's name as reason, until `resumeAfterMs` has
+   * passed or `resumeWhen` settles; with neither, for a short growing pause (the consumer's
+   * `overloadBackoff`: 50 ms → 2 s), so that it does not spin on the broker's redelivery.
    */
   | { readonly admit: false; readonly resumeAfterMs?: number; readonly resumeWhen?: Promise<unknown> };
 

@@ -15,7 +15,7 @@ export class InFlightLimit implements FlowGate {
   readonly name = 'in-flight-limit';
   readonly max: number;
   /** Consumers paused by this gate, each with the resolver of its resume promise. */
-  readonly #waiting = new Map<GatedConsumer, () => void>();
+  readonly #waiting = new Map<GatedConsumer, { resume: () => void; resumeWhen: Promise<void> }>();
 
   constructor(options: InFlightLimitOptions) {
     this.max = integerOption('InFlightLimit', 'max', options?.max, { min: 1 });
@@ -23,20 +23,24 @@ export class InFlightLimit implements FlowGate {
 
   admit(_message: unknown, consumer: GatedConsumer): GateDecision {
     if (consumer.inFlight < this.max) return ADMIT;
-    let resume!: () => void;
-    const resumeWhen = new Promise<void>((resolve) => (resume = resolve));
-    this.#waiting.get(consumer)?.();
-    this.#waiting.set(consumer, resume);
-    return { admit: false, resumeWhen };
+    // Refusals while it already waits share one promise: the consumer resumes once, when room comes.
+    let waiting = this.#waiting.get(consumer);
+    if (waiting === undefined) {
+      let resume!: () => void;
+      const resumeWhen = new Promise<void>((resolve) => (resume = resolve));
+      waiting = { resume, resumeWhen };
+      this.#waiting.set(consumer, waiting);
+    }
+    return { admit: false, resumeWhen: waiting.resumeWhen };
   }
 
   done(_message: unknown, _outcome: unknown, consumer: GatedConsumer): void {
     // `inFlight` still counts the message being settled: room exists once it is below max - 1.
     if (consumer.inFlight - 1 >= this.max) return;
-    const resume = this.#waiting.get(consumer);
-    if (resume === undefined) return;
+    const waiting = this.#waiting.get(consumer);
+    if (waiting === undefined) return;
     this.#waiting.delete(consumer);
-    resume();
+    waiting.resume();
   }
 
   capacity(consumer: GatedConsumer): number {
