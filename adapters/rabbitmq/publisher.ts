@@ -13,8 +13,6 @@ export interface RabbitPublisherOptions {
 export interface RabbitPublishOptions extends Omit<Options.Publish, 'headers' | 'mandatory' | 'messageId'> {
   /** The message id (AMQP `message-id` property); sluice uses it as `msg.id`. The same name on every broker's publisher. */
   id?: string;
-  /** @deprecated Use `id`; kept while callers move over. */
-  messageId?: string;
   headers?: Record<string, string | number | boolean>;
 }
 
@@ -48,11 +46,11 @@ export async function rabbitPublisher(options: RabbitPublisherOptions): Promise<
   const channel = await connection.createConfirmChannel();
   channel.on('error', () => {});
   const publish = async (exchange: string, routingKey: string, body: Uint8Array | string, o: RabbitPublishOptions = {}) => {
-    const { id, messageId, headers: given, ...properties } = o;
+    const { id, headers: given, ...properties } = o;
     const headers = await injectTraceContext(Object.fromEntries(Object.entries(given ?? {}).map(([k, v]) => [k, String(v)])));
     const content = typeof body === 'string' ? Buffer.from(body) : Buffer.from(body.buffer, body.byteOffset, body.byteLength);
     const message: Options.Publish = { persistent: true, ...properties, headers };
-    if ((id ?? messageId) !== undefined) message.messageId = id ?? messageId;
+    if (id !== undefined) message.messageId = id;
     await publishConfirmed(channel, exchange, routingKey, content, message);
   };
   return {

@@ -85,7 +85,7 @@ describe('runService on a real RabbitMQ', () => {
       const queue = rabbit.queue('sluice-trace');
       await rabbit.fill(queue, 0);
       // rabbitPublisher injects the active context as `traceparent`.
-      const producer = await tracing.produce(`${queue} publish`, () => rabbit.publisher.publishJson(queue, { n: 1 }, { messageId: 'traced-1' }));
+      const producer = await tracing.produce(`${queue} publish`, () => rabbit.publisher.publishJson(queue, { n: 1 }, { id: 'traced-1' }));
       const consumer = rabbitConsumer({
         url: rabbit.url,
         queue,
