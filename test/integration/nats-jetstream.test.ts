@@ -140,40 +140,7 @@ describe('natsConsumer (JetStream) on a real NATS server', () => {
     expect(info.num_pending).toBe(0);
   }, 60_000);
 
-  it('a dead-letter subject no stream captures: the message is not termed, it comes back, nothing is lost', async () => {
-    const { stream, subject } = await nats.stream();
-    await nats.fill(subject, 20);
-    await nats.publisher.publishJson(`${subject}.in`, { poison: true }, { id: 'poison-2' });
-    let poisonRuns = 0;
-    const handled = new Set<string>();
-    const errors: string[] = [];
-    const consumer = natsConsumer({
-      servers: nats.url,
-      stream,
-      durable: 'nodlq',
-      consumerConfig: {},
-      deadLetter: { subject: unique('nowhere') },
-      pool: { maxConcurrency: 2, maxQueueSize: 2 },
-      retry: { maxAttempts: 1 },
-      handler: async (m) => {
-        if (m.json<{ poison?: boolean }>().poison) {
-          poisonRuns++;
-          throw new Error('unprocessable');
-        }
-        handled.add(m.id);
-      },
-    });
-    consumer.on('error', ({ during, message }) => errors.push(`${during}:${message?.id}`));
-    await consumer.start();
-    await until(() => handled.size === 20 && poisonRuns >= 2, 'the others handled, the poison delivered again', 30_000);
-    await consumer.stop();
-    expect(errors.filter((e) => e === 'dead-letter:poison-2').length).toBeGreaterThanOrEqual(1);
-    expect(consumer.status().deadLettered).toBe(0);
-    // Still in the stream, unacked or pending: not lost.
-    const info = await nats.jsm.consumers.info(stream, 'nodlq');
-    expect(info.num_ack_pending + info.num_pending + info.num_redelivered).toBeGreaterThan(0);
-    expect(info.ack_floor.stream_seq).toBeLessThan(21);
-  }, 60_000);
+  // A dead-letter destination that refuses (no stream captures it, a full stream): nats-settlement.test.ts.
 
   it('a handler slower than ack_wait is delivered exactly once, thanks to working()', async () => {
     const { stream, subject, dlq } = await nats.stream();
