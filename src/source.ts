@@ -3,8 +3,9 @@ import type { Message } from './message.js';
 
 /**
  * One received message with its own acknowledger (Broadway's idea). The adapter says how each
- * settlement maps to its broker; the runtime decides which one applies, carries it out (retrying
- * a broker action that fails, see settle.ts) and calls each method at most once per settlement.
+ * settlement maps to its broker; the runtime decides which one applies and carries it out: an
+ * action that succeeded is never called again, one that threw may be called again, or followed by
+ * `defer` / `giveBack` (settle.ts). So an action that throws must leave the delivery settle-able.
  */
 export interface Delivery<Raw = unknown> {
   readonly message: Message<Raw>;
