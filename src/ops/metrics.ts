@@ -1,4 +1,5 @@
 import type { Consumer } from '../consumer.js';
+import type { CircuitBreaker } from '../flow/circuit-breaker.js';
 import type { WorkerPool } from '../pool/worker-pool.js';
 
 /** The part of prom-client sluice uses; prom-client is an optional peer dependency, loaded on demand. */
@@ -11,6 +12,8 @@ export interface PrometheusMetrics {
   track(consumer: Consumer): () => void;
   /** Adds a pool's gauges (read at scrape time). */
   trackPool(pool: WorkerPool, name?: string): void;
+  /** Adds a circuit breaker's gauges (read at scrape time), labelled by its name. */
+  trackBreaker(breaker: CircuitBreaker): void;
   /** What /metrics serves. */
   metrics(): Promise<{ contentType: string; body: string }>;
 }
@@ -27,13 +30,17 @@ async function loadPromClient(): Promise<PromClient> {
  * Prometheus metrics as listeners on consumer events and pool status. Labels are bounded:
  * consumer and source (queue/topic/subject) names, never message ids.
  */
-export async function prometheusMetrics(options: { consumers?: Consumer[]; pools?: WorkerPool[]; registry?: Registry } = {}): Promise<PrometheusMetrics> {
+export async function prometheusMetrics(
+  options: { consumers?: Consumer[]; pools?: WorkerPool[]; breakers?: CircuitBreaker[]; registry?: Registry } = {},
+): Promise<PrometheusMetrics> {
   const client = await loadPromClient();
   const registry = options.registry ?? new client.Registry();
   const pools = new Map<string, WorkerPool>();
   const consumers = new Set<Consumer>();
   const registers = [registry];
   const rejectedSeen = new Map<string, number>();
+  const breakers = new Map<string, CircuitBreaker>();
+  const openedSeen = new Map<string, number>();
 
   const poolGauge = (name: string, help: string, read: (p: WorkerPool) => number) =>
     new client.Gauge({
@@ -59,6 +66,32 @@ export async function prometheusMetrics(options: { consumers?: Consumer[]; pools
         const now = pool.status().rejected;
         this.inc({ pool: label }, now - (rejectedSeen.get(label) ?? 0));
         rejectedSeen.set(label, now);
+      }
+    },
+  });
+
+  // One series per state, 1 for the current one (the Prometheus convention for an enum).
+  new client.Gauge({
+    name: 'sluice_circuit_breaker_state',
+    help: 'Circuit breaker state: 1 for the current one of closed, open, half-open.',
+    labelNames: ['breaker', 'state'],
+    registers,
+    collect() {
+      for (const [label, breaker] of breakers) {
+        for (const state of ['closed', 'open', 'half-open'] as const) this.set({ breaker: label, state }, breaker.state === state ? 1 : 0);
+      }
+    },
+  });
+  new client.Counter({
+    name: 'sluice_circuit_breaker_opened_total',
+    help: 'Times the circuit breaker opened.',
+    labelNames: ['breaker'],
+    registers,
+    collect() {
+      for (const [label, breaker] of breakers) {
+        const now = breaker.status().opened;
+        this.inc({ breaker: label }, now - (openedSeen.get(label) ?? 0));
+        openedSeen.set(label, now);
       }
     },
   });
@@ -126,12 +159,18 @@ export async function prometheusMetrics(options: { consumers?: Consumer[]; pools
     };
   };
 
+  const trackBreaker = (breaker: CircuitBreaker) => {
+    breakers.set(breaker.name, breaker);
+  };
+
   for (const pool of options.pools ?? []) trackPool(pool);
+  for (const breaker of options.breakers ?? []) trackBreaker(breaker);
   for (const consumer of options.consumers ?? []) track(consumer);
   return {
     registry,
     track,
     trackPool,
+    trackBreaker,
     metrics: async () => ({ contentType: registry.contentType, body: await registry.metrics() }),
   };
 }
