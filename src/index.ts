@@ -18,6 +18,7 @@ export { Message, type Headers, type HeaderValue } from './message.js';
 export type { Settlement, GiveBackReason } from './settlement.js';
 export type { FlowGate, GateDecision, GatedConsumer, GateOutcome } from './flow/gate.js';
 export { InFlightLimit, type InFlightLimitOptions } from './flow/in-flight-limit.js';
+export { RateLimiter, type RateLimiterOptions } from './flow/rate-limit.js';
 export { CircuitBreaker, type CircuitBreakerOptions, type CircuitBreakerStatus, type CircuitBreakerState, type CircuitBreakerEvents, type CircuitBreakerOpenReason } from './flow/circuit-breaker.js';
 export type { RetryOptions, BackoffOptions } from './retry.js';
 export type { RecoveryOptions } from './adapter/recovery.js';
