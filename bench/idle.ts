@@ -3,13 +3,15 @@
  * client's own idle consume loop on the same broker, in the same run, contenders alternating.
  * A service with forty queues is mostly idle, so what an idle consumer costs matters.
  *
- *   npx tsx bench/idle.ts                     # all brokers that answer
- *   npx tsx bench/idle.ts nats rabbitmq       # some of them
- *   IDLE_N=20 IDLE_WINDOW_MS=10000 IDLE_ROUNDS=3 npx tsx bench/idle.ts
+ *   node --expose-gc --import tsx bench/idle.ts                 # all brokers that answer
+ *   node --expose-gc --import tsx bench/idle.ts nats rabbitmq   # some of them
+ *   IDLE_N=20 IDLE_WINDOW_MS=10000 IDLE_ROUNDS=3 node --expose-gc --import tsx bench/idle.ts
  *
  * Each round starts one contender, lets it settle (connect, first pulls, group joins), reads
  * process.cpuUsage() over the window, and stops it; the other contender follows. Reported: the
- * median CPU (% of one core) per contender and sluice / raw.
+ * median CPU (% of one core) per contender and sluice / raw. With --expose-gc, a full GC runs
+ * before each window: otherwise V8's memory reducer collects what the previous contender's setup
+ * left behind (tens of ms) inside whichever window comes next.
  */
 import { randomUUID } from 'node:crypto';
 import { connect as connectNet } from 'node:net';
@@ -244,6 +246,9 @@ async function measure(c: Contender): Promise<number> {
   const stop = await c.start(N);
   try {
     await sleep(SETTLE_MS);
+    const collect = (globalThis as { gc?: () => void }).gc;
+    collect?.();
+    collect?.();
     return await cpuOver(WINDOW_MS);
   } finally {
     await stop();
@@ -300,7 +305,7 @@ export async function run(only: string[] = []): Promise<string> {
   return [
     '## Idle cost',
     '',
-    `${N} idle consumers per contender (nothing published), process CPU over ${WINDOW_MS / 1000} s after ${SETTLE_MS / 1000} s to settle, median of ${ROUNDS} alternating rounds after a warm-up round of each, % of one core. The process with nothing running: ${fmt(floor, 2)} %.`,
+    `${N} idle consumers per contender (nothing published), process CPU over ${WINDOW_MS / 1000} s after ${SETTLE_MS / 1000} s to settle, median of ${ROUNDS} alternating rounds after a warm-up round of each, % of one core${(globalThis as { gc?: unknown }).gc ? ', a full GC before each window' : ''}. The process with nothing running: ${fmt(floor, 2)} %.`,
     '',
     table(['broker', 'sluice', 'raw client', 'sluice / raw', 'target'], rows),
   ].join('\n');
