@@ -282,6 +282,13 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
     return true;
   }
 
+  /** Tells the gates how an accepted entry ended, once. */
+  #tellGates(entry: Entry, outcome: GateOutcome): void {
+    if (entry.gatesTold || this.#gates.length === 0) return;
+    entry.gatesTold = true;
+    this.#gatesDone(entry.delivery, outcome);
+  }
+
   #gatesDone(delivery: Delivery, outcome: GateOutcome): void {
     const gates = this.#gates;
     for (let i = 0; i < gates.length; i++) gates[i]!.done?.(delivery.message, outcome, this.#gated);
@@ -296,7 +303,7 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
   /** A queued entry the pool cancelled (closed without drain): it was not processed, give it back. */
   #cancelled(entry: Entry): void {
     this.#inFlight.delete(entry);
-    this.#gatesDone(entry.delivery, SKIPPED);
+    this.#tellGates(entry, SKIPPED);
     // Cancelled inside its own dispatch: that is a refusal, which dispatch returns.
     if (entry === this.#dispatching) return;
     void this.#carry(entry, { type: 'give-back', reason: 'shutdown' });
@@ -310,7 +317,7 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
     // Its channel or partition is gone: the broker delivers it again, so running it would only repeat the work.
     if (delivery.stale !== undefined && delivery.stale()) {
       this.#counts.skippedStale++;
-      this.#gatesDone(delivery, SKIPPED);
+      this.#tellGates(entry, SKIPPED);
       this.#end(entry);
       return;
     }
@@ -347,7 +354,7 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
 
   /** Settles an entry whose handler does not run (aborted in the queue, a remembered dead letter). */
   #finishWithout(entry: Entry, settlement: Settlement): void {
-    this.#gatesDone(entry.delivery, SKIPPED);
+    this.#tellGates(entry, SKIPPED);
     const settling = this.#carry(entry, settlement);
     settling.then(() => this.#end(entry), () => this.#end(entry));
   }
@@ -380,10 +387,10 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
     const durationMs = entry.startedAt === undefined ? 0 : performance.now() - entry.startedAt;
     let settling: void | Promise<void>;
     if (error === undefined) {
-      if (this.#gates.length > 0) this.#gatesDone(entry.delivery, durationMs === 0 ? SUCCEEDED : { result: 'succeeded', durationMs });
+      if (this.#gates.length > 0) this.#tellGates(entry, durationMs === 0 ? SUCCEEDED : { result: 'succeeded', durationMs });
       settling = this.#ack(entry, durationMs);
     } else {
-      if (this.#gates.length > 0) this.#gatesDone(entry.delivery, { result: 'failed', error, durationMs });
+      if (this.#gates.length > 0) this.#tellGates(entry, { result: 'failed', error, durationMs });
       settling = this.#carry(entry, this.#decide(entry, error, durationMs));
     }
     if (settling === undefined) this.#end(entry);
@@ -619,7 +626,10 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
       // Handlers that honour their signal settle (and give back) now; the rest are given back for them.
       await this.#inFlightDone(Math.min(1000, Math.max(50, timeoutMs / 10)));
       for (const entry of this.#inFlight.snapshot()) {
-        if (!entry.settled) await this.#carry(entry, { type: 'give-back', reason: 'shutdown' });
+        if (entry.settled) continue;
+        // Its handler may still end later; the gates hear now that it was not processed (a breaker's probe place comes back).
+        this.#tellGates(entry, SKIPPED);
+        await this.#carry(entry, { type: 'give-back', reason: 'shutdown' });
       }
     }
     this.#watchdog.stop();

@@ -18,6 +18,8 @@ export class Entry implements PoolJob {
   state: PoolJob['state'] = 'new';
   node: QueueNode<PoolJob> | undefined = undefined;
   settled = false;
+  /** The flow gates have heard how it ended (once per entry). */
+  gatesTold = false;
   /** Why the handler must stop (its timeout, the stop deadline); undefined while it may run. */
   abortReason: unknown = undefined;
   /**

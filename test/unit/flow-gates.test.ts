@@ -149,3 +149,23 @@ describe('a gate that excuses a failure', () => {
     expect(broker.depth('q.dlq').ready).toBe(0);
   });
 });
+
+describe('gates at the stop deadline', () => {
+  it('hear once that a message given back by stop() was skipped, even if its handler ends later', async () => {
+    const broker = new MemoryBroker();
+    broker.publishJson('q', {}, { id: 'stuck' });
+    const outcomes: string[] = [];
+    const gate: FlowGate = { name: 'g', admit: () => ({ admit: true }), done: (m, o) => void outcomes.push(`${m.id}:${o.result}`) };
+    let finish!: () => void;
+    const ignoresSignal = new Promise<void>((r) => (finish = r));
+    const consumer = memoryConsumer({ broker, queue: 'q', pool: { maxConcurrency: 1, maxQueueSize: 0 }, flow: { gates: [gate] }, handler: () => ignoresSignal });
+    await consumer.start();
+    await until(() => consumer.status().inFlight === 1, 'running');
+    const stopping = consumer.stop({ timeoutMs: 10 });
+    await until(() => outcomes.length === 1, 'gate told at the deadline');
+    finish();
+    await stopping;
+    await tick(5);
+    expect(outcomes).toEqual(['stuck:skipped']);
+  });
+});
