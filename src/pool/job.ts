@@ -1,4 +1,4 @@
-import type { QueueNode } from './linked-queue.js';
+import type { QueueLinks } from './linked-queue.js';
 
 /**
  * A unit of work as the pool drives it. `submit()` wraps a function in one; the consumer
@@ -8,11 +8,16 @@ import type { QueueNode } from './linked-queue.js';
  * garbage collector copy the broker client's fetched batch once more). Internal: not exported
  * from the package.
  */
-export interface PoolJob {
+export interface PoolJob extends QueueLinks<PoolJob> {
   /** Pool bookkeeping: where the job is. */
   state: 'new' | 'queued' | 'running' | 'done';
-  /** Pool bookkeeping: its place in the queue while queued. */
-  node: QueueNode<PoolJob> | undefined;
+  /**
+   * Pool bookkeeping: its neighbours in the queue while queued. The queue is intrusive, so a
+   * waiting job costs no node object. An implementation should declare both links, initialised
+   * to undefined, so that its objects keep one shape when the pool sets them.
+   */
+  queuePrev?: PoolJob | undefined;
+  queueNext?: PoolJob | undefined;
   /**
    * The job has a slot. It must call `finish(this, failed)` exactly once when it has ended;
    * until then the slot stays taken. `signal` aborts when the pool closes without draining.

@@ -1,56 +1,120 @@
 /**
- * FIFO with O(1) push, shift and removal of any node. Removal matters: a queued task whose
- * caller timed out or aborted leaves the queue at once instead of waiting to be skipped.
+ * The links an object carries to sit in an `IntrusiveQueue` itself, with no node object of its
+ * own (the pool's jobs: one object less per waiting task). An object sits in one such queue at a
+ * time; outside any queue both links are undefined.
  */
-export interface QueueNode<T> {
-  value: T;
-  prev: QueueNode<T> | undefined;
-  next: QueueNode<T> | undefined;
-  /** false once shifted or removed, so a second removal is a no-op. */
-  linked: boolean;
+export interface QueueLinks<T> {
+  queuePrev?: T | undefined;
+  queueNext?: T | undefined;
 }
 
-export class LinkedQueue<T> {
-  #head: QueueNode<T> | undefined;
-  #tail: QueueNode<T> | undefined;
+/**
+ * FIFO with O(1) push, shift and removal of any member. Removal matters: a queued task whose
+ * caller timed out or aborted leaves the queue at once instead of waiting to be skipped.
+ */
+export class IntrusiveQueue<T extends QueueLinks<T>> {
+  #head: T | undefined;
+  #tail: T | undefined;
   #size = 0;
 
   get size(): number {
     return this.#size;
   }
 
-  push(value: T): QueueNode<T> {
-    const node: QueueNode<T> = { value, prev: this.#tail, next: undefined, linked: true };
-    if (this.#tail) this.#tail.next = node;
-    else this.#head = node;
-    this.#tail = node;
+  /** The oldest member (the next to shift); walk on through `queueNext`. */
+  get head(): T | undefined {
+    return this.#head;
+  }
+
+  push(item: T): void {
+    item.queuePrev = this.#tail;
+    item.queueNext = undefined;
+    if (this.#tail) this.#tail.queueNext = item;
+    else this.#head = item;
+    this.#tail = item;
     this.#size++;
-    return node;
   }
 
   shift(): T | undefined {
-    const node = this.#head;
-    if (!node) return undefined;
-    this.remove(node);
-    return node.value;
+    const item = this.#head;
+    if (item) this.#unlink(item);
+    return item;
   }
 
-  remove(node: QueueNode<T>): boolean {
-    if (!node.linked) return false;
-    node.linked = false;
-    if (node.prev) node.prev.next = node.next;
-    else this.#head = node.next;
-    if (node.next) node.next.prev = node.prev;
-    else this.#tail = node.prev;
-    node.prev = node.next = undefined;
-    this.#size--;
+  /** False (and nothing changes) when `item` is not in this queue: a second removal is a no-op. */
+  remove(item: T): boolean {
+    if (item.queuePrev === undefined && this.#head !== item) return false;
+    this.#unlink(item);
     return true;
   }
 
   /** Removes and returns everything, oldest first. */
   drain(): T[] {
     const out: T[] = [];
-    while (this.#head) out.push(this.shift() as T);
+    while (this.#head) out.push(this.shift()!);
+    return out;
+  }
+
+  #unlink(item: T): void {
+    const { queuePrev: prev, queueNext: next } = item;
+    if (prev) prev.queueNext = next;
+    else this.#head = next;
+    if (next) next.queuePrev = prev;
+    else this.#tail = prev;
+    item.queuePrev = item.queueNext = undefined;
+    this.#size--;
+  }
+}
+
+/** A value's place in a `LinkedQueue`. */
+export class QueueNode<T> implements QueueLinks<QueueNode<T>> {
+  queuePrev: QueueNode<T> | undefined = undefined;
+  queueNext: QueueNode<T> | undefined = undefined;
+  /** false once shifted or removed, so a second removal is a no-op. */
+  linked = true;
+
+  constructor(readonly value: T) {}
+
+  get prev(): QueueNode<T> | undefined {
+    return this.queuePrev;
+  }
+
+  get next(): QueueNode<T> | undefined {
+    return this.queueNext;
+  }
+}
+
+/** An `IntrusiveQueue` of any values: each is wrapped in a node, which `push` returns for `remove`. */
+export class LinkedQueue<T> {
+  readonly #nodes = new IntrusiveQueue<QueueNode<T>>();
+
+  get size(): number {
+    return this.#nodes.size;
+  }
+
+  push(value: T): QueueNode<T> {
+    const node = new QueueNode(value);
+    this.#nodes.push(node);
+    return node;
+  }
+
+  shift(): T | undefined {
+    const node = this.#nodes.shift();
+    if (!node) return undefined;
+    node.linked = false;
+    return node.value;
+  }
+
+  remove(node: QueueNode<T>): boolean {
+    if (!node.linked) return false;
+    node.linked = false;
+    return this.#nodes.remove(node);
+  }
+
+  /** Removes and returns everything, oldest first. */
+  drain(): T[] {
+    const out: T[] = [];
+    while (this.#nodes.size > 0) out.push(this.shift() as T);
     return out;
   }
 }

@@ -2,7 +2,7 @@ import { TypedEmitter } from '../emitter.js';
 import { PoolClosedError, TaskTimeoutError } from '../errors.js';
 import { integerOption, numberOption } from '../validate.js';
 import { RUN_JOB, type FinishJob, type PoolJob, type RunJobResult } from './job.js';
-import { LinkedQueue, type QueueNode } from './linked-queue.js';
+import { IntrusiveQueue } from './linked-queue.js';
 import type {
   CloseOptions,
   CloseResult,
@@ -19,59 +19,137 @@ import type {
 const noop = () => {};
 const OWNER = 'WorkerPool';
 
-/** submit()'s job: a function, and the promise of its outcome. */
+/** A promise's executor shared by every queued task (no closure per task): it hands out `resolve`. */
+let handedOut: ((value: unknown) => void) | undefined;
+const keepResolve = (resolve: (value: unknown) => void) => {
+  handedOut = resolve;
+};
+
+/** Rejected with `reason`, already handled: what a cancelled task's promise adopts. */
+function rejection(reason: unknown): Promise<never> {
+  const rejected = Promise.reject(reason);
+  rejected.catch(noop);
+  return rejected;
+}
+
+/**
+ * submit()'s job: a function, and the promise of its outcome. A waiting one is this object and
+ * its promise with `resolve`, nothing more: the queue links are its own fields, the promise's
+ * executor is shared, a rejection is adopted (no `reject` kept), and the promise is marked
+ * handled only when it is about to reject.
+ */
 class TaskJob implements PoolJob {
   state: PoolJob['state'] = 'new';
-  node: QueueNode<PoolJob> | undefined = undefined;
-  /** Unlinks it from its caller's signal and the pool's #linked set; set by #link. */
-  detach: (() => void) | undefined = undefined;
-  /** fn's own promise once it started at once; a deferred one while it waits in the queue. */
+  queuePrev: PoolJob | undefined = undefined;
+  queueNext: PoolJob | undefined = undefined;
+  /** fn's own promise once it started at once; while it waits in the queue, the caller's promise settled through #resolve. */
   task: Promise<unknown> | undefined = undefined;
   #resolve: ((value: unknown) => void) | undefined = undefined;
-  #reject: ((reason: unknown) => void) | undefined = undefined;
 
-  constructor(
-    readonly fn: PoolTask<unknown>,
-    /** Only tasks that can be cut short one by one (caller signal, timeout) get their own controller. */
-    readonly controller: AbortController | undefined,
-  ) {}
+  constructor(readonly fn: PoolTask<unknown>) {}
 
-  /** A queued task's promise, settled when it has run (or was cancelled). */
   queued(): void {
-    this.task = new Promise<unknown>((resolve, reject) => {
-      this.#resolve = resolve;
-      this.#reject = reject;
-    });
-    // Nobody has to await a task: mark it handled; an awaiting caller still sees the rejection.
-    this.task.catch(noop);
+    this.task = new Promise(keepResolve);
+    this.#resolve = handedOut;
+    handedOut = undefined;
   }
 
   start(signal: AbortSignal, finish: FinishJob): void {
     let result: Promise<unknown>;
     try {
-      result = Promise.resolve(this.fn(this.controller?.signal ?? signal));
+      result = Promise.resolve(this.fn(this.signal(signal)));
     } catch (error) {
       result = Promise.reject(error);
     }
     // Registered first, so the slot is free before any caller's continuation runs.
     result.then(
       (value) => {
-        this.detach?.();
+        this.detach();
         finish(this, false);
         this.#resolve?.(value);
       },
-      (error: unknown) => {
-        this.detach?.();
+      () => {
+        this.detach();
         finish(this, true);
-        this.#reject?.(error);
+        this.#settleRejected(result);
       },
     );
     this.task ??= result;
   }
 
   cancel(reason: unknown): void {
-    this.detach?.();
-    this.#reject?.(reason);
+    this.detach();
+    this.#settleRejected(rejection(reason));
+  }
+
+  /** The signal `fn` receives: the pool's lifetime signal, unless the job has its own. */
+  signal(poolSignal: AbortSignal): AbortSignal {
+    return poolSignal;
+  }
+
+  /** Ends whatever ties the job to a signal; nothing for a job without one of its own. */
+  detach(): void {}
+
+  /** A queued task's promise adopts `rejected`; nobody has to await it, so it is marked handled (an awaiting caller still sees the rejection). */
+  #settleRejected(rejected: Promise<unknown>): void {
+    if (!this.#resolve) return;
+    this.task!.catch(noop);
+    this.#resolve(rejected);
+  }
+}
+
+/** What a SignalJob needs of its pool. */
+interface SignalJobOwner {
+  /** The running jobs with a signal of their own: a non-draining close aborts them one by one (no listener per task on the pool's lifetime signal). */
+  readonly linked: Set<SignalJob>;
+  cancelQueued(job: PoolJob, reason: unknown): void;
+}
+
+/**
+ * A task that can be cut short on its own (a caller's signal, submitAwait's timeout). Its
+ * AbortController is made when it starts, not while it waits; it listens to the caller's
+ * signal itself (`handleEvent`), with no closure per task.
+ */
+class SignalJob extends TaskJob {
+  controller: AbortController | undefined = undefined;
+
+  constructor(
+    fn: PoolTask<unknown>,
+    readonly owner: SignalJobOwner,
+    /** The caller's signal, if any; listened to from acceptance until the job ends. */
+    readonly callerSignal: AbortSignal | undefined,
+  ) {
+    super(fn);
+  }
+
+  override signal(): AbortSignal {
+    this.controller = new AbortController();
+    this.owner.linked.add(this);
+    return this.controller.signal;
+  }
+
+  override detach(): void {
+    this.owner.linked.delete(this);
+    this.callerSignal?.removeEventListener('abort', this);
+  }
+
+  /** Aborts it now: a queued job leaves the queue and never runs, a running one is signalled. */
+  abort(reason: unknown): void {
+    if (this.state === 'queued') this.owner.cancelQueued(this, reason);
+    else this.controller?.abort(reason);
+  }
+
+  /** Listens to the caller's signal once accepted; a signal that aborted meanwhile (fn aborted it, or an event listener did) acts at once. */
+  listen(): void {
+    const signal = this.callerSignal!;
+    if (this.state === 'done') return;
+    if (signal.aborted) return this.abort(signal.reason);
+    signal.addEventListener('abort', this, { once: true });
+  }
+
+  /** The caller's signal aborted. */
+  handleEvent(): void {
+    this.abort(this.callerSignal!.reason);
   }
 }
 
@@ -87,7 +165,7 @@ export class WorkerPool extends TypedEmitter<PoolEvents> implements AsyncDisposa
   #lowWaterMark: number;
   #lowWaterMarkSet: boolean;
   #active = 0;
-  #queue = new LinkedQueue<PoolJob>();
+  #queue = new IntrusiveQueue<PoolJob>();
   /** True while #dispatch starts queued jobs: a job finishing inside start() leaves the starting to that loop. */
   #dispatching = false;
   #saturated = false;
@@ -96,8 +174,11 @@ export class WorkerPool extends TypedEmitter<PoolEvents> implements AsyncDisposa
   #closing: Promise<CloseResult> | undefined;
   /** Shared by every task without a controller of its own; aborted by a non-draining close. */
   #lifetime = new AbortController();
-  /** Jobs with a controller of their own; a non-draining close aborts them one by one (no listener per task on #lifetime). */
-  #linked = new Set<TaskJob>();
+  /** How a SignalJob reaches its pool: the running ones are in `linked`, a non-draining close aborts them one by one. */
+  readonly #signalJobs: SignalJobOwner = {
+    linked: new Set(),
+    cancelQueued: (job, reason) => this.#cancelQueued(job, reason),
+  };
   #completed = 0;
   #failed = 0;
   #rejected = 0;
@@ -124,7 +205,7 @@ export class WorkerPool extends TypedEmitter<PoolEvents> implements AsyncDisposa
   submit<T>(fn: PoolTask<T>, options?: SubmitOptions): SubmitResult<T> {
     if (typeof fn !== 'function') throw new TypeError(`${this.#owner()}: submit() needs a function, got ${typeof fn}`);
     const signal = options?.signal;
-    if (signal === undefined) return this.#submit(new TaskJob(fn, undefined)) as SubmitResult<T>;
+    if (signal === undefined) return this.#submit(new TaskJob(fn)) as SubmitResult<T>;
     if (signal.aborted) {
       if (this.#closed) return { ok: false, error: 'closed' };
       // Accepted and removed before running: it belongs in the books like any other cancelled task.
@@ -133,9 +214,9 @@ export class WorkerPool extends TypedEmitter<PoolEvents> implements AsyncDisposa
       task.catch(noop);
       return { ok: true, task };
     }
-    const job = new TaskJob(fn, new AbortController());
+    const job = new SignalJob(fn, this.#signalJobs, signal);
     const result = this.#submit(job);
-    if (result.ok) this.#link(job, signal, () => signal.reason);
+    if (result.ok) job.listen();
     return result as SubmitResult<T>;
   }
 
@@ -146,11 +227,9 @@ export class WorkerPool extends TypedEmitter<PoolEvents> implements AsyncDisposa
   async submitAwait<T>(fn: PoolTask<T>, timeoutMs = 5000): Promise<SubmitAwaitResult<T>> {
     if (typeof fn !== 'function') throw new TypeError(`${this.#owner()}: submitAwait() needs a function, got ${typeof fn}`);
     numberOption(this.#owner(), 'timeoutMs', timeoutMs === Infinity ? 0 : timeoutMs, { min: 0 });
-    const controller = new AbortController();
-    const job = new TaskJob(fn, controller);
+    const job = new SignalJob(fn, this.#signalJobs, undefined);
     const accepted = this.#submit(job);
     if (!accepted.ok) return { ok: false, error: accepted.error };
-    this.#link(job, undefined, undefined);
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<'timeout'>((resolve) => {
       if (timeoutMs !== Infinity) timer = setTimeout(() => resolve('timeout'), timeoutMs);
@@ -168,9 +247,7 @@ export class WorkerPool extends TypedEmitter<PoolEvents> implements AsyncDisposa
         return outcome;
       }
       this.#timedOut++;
-      const reason = new TaskTimeoutError(timeoutMs);
-      if (job.state === 'queued') this.#cancelQueued(job, reason);
-      else controller.abort(reason);
+      job.abort(new TaskTimeoutError(timeoutMs));
       return { ok: false, error: 'timeout' };
     } finally {
       clearTimeout(timer);
@@ -305,7 +382,7 @@ export class WorkerPool extends TypedEmitter<PoolEvents> implements AsyncDisposa
     }
     job.state = 'queued';
     job.queued?.();
-    job.node = this.#queue.push(job);
+    this.#queue.push(job);
     this.#checkLevels();
     return 'queued';
   }
@@ -337,26 +414,8 @@ export class WorkerPool extends TypedEmitter<PoolEvents> implements AsyncDisposa
     }
   }
 
-  /** Ties a job's own controller to the caller's signal; the pool's close reaches it through #linked. */
-  #link(job: TaskJob, signal: AbortSignal | undefined, reason: (() => unknown) | undefined): void {
-    if (job.state === 'done') return;
-    const controller = job.controller!;
-    this.#linked.add(job);
-    const onCallerAbort = () => {
-      if (job.state === 'queued') this.#cancelQueued(job, reason!());
-      else controller.abort(reason!());
-    };
-    signal?.addEventListener('abort', onCallerAbort, { once: true });
-    job.detach = () => {
-      this.#linked.delete(job);
-      signal?.removeEventListener('abort', onCallerAbort);
-    };
-    // A job that ran at once called fn inside #accept, before this link: an abort fn caused then was missed.
-    if (signal?.aborted) onCallerAbort();
-  }
-
   #cancelQueued(job: PoolJob, reason: unknown): void {
-    if (job.state !== 'queued' || !job.node || !this.#queue.remove(job.node)) return;
+    if (job.state !== 'queued' || !this.#queue.remove(job)) return;
     job.state = 'done';
     this.#cancelled++;
     job.cancel(reason);
@@ -394,7 +453,7 @@ export class WorkerPool extends TypedEmitter<PoolEvents> implements AsyncDisposa
     this.#cancelled += cancelled;
     const signalled = this.#active;
     this.#lifetime.abort(reason);
-    for (const job of [...this.#linked]) job.controller!.abort(reason);
+    for (const job of [...this.#signalJobs.linked]) job.controller!.abort(reason);
     this.#checkLevels();
     if (!drain) await this.#idleWithin(timeoutMs);
     return { drained: cancelled === 0 && signalled === 0, cancelled, stillRunning: this.#active };

@@ -1550,7 +1550,8 @@ describe('option errors leave the pool usable', () => {
 describe('the runtime job path (pool[RUN_JOB])', () => {
   class TestJob implements PoolJob {
     state: PoolJob['state'] = 'new';
-    node: PoolJob['node'] = undefined;
+    queuePrev: PoolJob | undefined = undefined;
+    queueNext: PoolJob | undefined = undefined;
     cancelledWith: unknown = undefined;
     finish: FinishJob | undefined;
     constructor(
