@@ -7,7 +7,7 @@ const consumerView: GatedConsumer = { name: 'c', inFlight: 0 };
 const message = new Message({ body: new Uint8Array(), id: 'm', source: 'q', raw: undefined });
 
 /** The most admissions in any closed window [x, x + windowMs] (times sorted, in ms). */
-export function maxInWindow(times: readonly number[], windowMs: number): number {
+function maxInWindow(times: readonly number[], windowMs: number): number {
   let most = 0;
   for (let i = 0, j = 0; i < times.length; i++) {
     while (j < times.length && times[j]! <= times[i]! + windowMs) j++;
