@@ -19,11 +19,22 @@ import type {
 const noop = () => {};
 const OWNER = 'WorkerPool';
 
-/** A promise's executor shared by every queued task (no closure per task): it hands out `resolve`. */
+/** The executor shared by every promise the pool settles itself (no closure per promise): it hands out `resolve`. */
 let handedOut: ((value: unknown) => void) | undefined;
 const keepResolve = (resolve: (value: unknown) => void) => {
   handedOut = resolve;
 };
+
+/** A new pending promise; take its `resolve` at once with takeResolve() (no reject kept, no object per promise). */
+function pending(): Promise<unknown> {
+  return new Promise(keepResolve);
+}
+
+function takeResolve(): (value: unknown) => void {
+  const resolve = handedOut!;
+  handedOut = undefined;
+  return resolve;
+}
 
 /** Rejected with `reason`, already handled: what a cancelled task's promise adopts. */
 function rejection(reason: unknown): Promise<never> {
@@ -49,9 +60,8 @@ class TaskJob implements PoolJob {
   constructor(readonly fn: PoolTask<unknown>) {}
 
   queued(): void {
-    this.task = new Promise(keepResolve);
-    this.#resolve = handedOut;
-    handedOut = undefined;
+    this.task = pending();
+    this.#resolve = takeResolve();
   }
 
   start(signal: AbortSignal, finish: FinishJob): void {
@@ -66,12 +76,12 @@ class TaskJob implements PoolJob {
       (value) => {
         this.detach();
         finish(this, false);
-        this.#resolve?.(value);
+        this.fulfilled(value);
       },
-      () => {
+      (error: unknown) => {
         this.detach();
         finish(this, true);
-        this.#settleRejected(result);
+        this.rejected(error, result);
       },
     );
     this.task ??= result;
@@ -79,7 +89,23 @@ class TaskJob implements PoolJob {
 
   cancel(reason: unknown): void {
     this.detach();
-    this.#settleRejected(rejection(reason));
+    this.rejected(reason, undefined);
+  }
+
+  /** fn fulfilled: a queued task's promise resolves with its value. */
+  fulfilled(value: unknown): void {
+    this.#resolve?.(value);
+  }
+
+  /**
+   * fn rejected (`result` is its rejected promise) or the job was cancelled: a queued task's
+   * promise adopts the rejection. Nobody has to await a task, so it is marked handled; an
+   * awaiting caller still sees the rejection.
+   */
+  rejected(reason: unknown, result: Promise<unknown> | undefined): void {
+    if (!this.#resolve) return;
+    this.task!.catch(noop);
+    this.#resolve(result ?? rejection(reason));
   }
 
   /** The signal `fn` receives: the pool's lifetime signal, unless the job has its own. */
@@ -89,13 +115,6 @@ class TaskJob implements PoolJob {
 
   /** Ends whatever ties the job to a signal; nothing for a job without one of its own. */
   detach(): void {}
-
-  /** A queued task's promise adopts `rejected`; nobody has to await it, so it is marked handled (an awaiting caller still sees the rejection). */
-  #settleRejected(rejected: Promise<unknown>): void {
-    if (!this.#resolve) return;
-    this.task!.catch(noop);
-    this.#resolve(rejected);
-  }
 }
 
 /** What a SignalJob needs of its pool. */
@@ -103,6 +122,8 @@ interface SignalJobOwner {
   /** The running jobs with a signal of their own: a non-draining close aborts them one by one (no listener per task on the pool's lifetime signal). */
   readonly linked: Set<SignalJob>;
   cancelQueued(job: PoolJob, reason: unknown): void;
+  /** Counts a submitAwait that timed out. */
+  timedOut(): void;
 }
 
 /**
@@ -153,6 +174,59 @@ class SignalJob extends TaskJob {
   }
 }
 
+/** Ends an AwaitJob's wait (a timer's callback shared by all, the job passed as its argument). */
+function awaitTimedOut(job: AwaitJob, timeoutMs: number): void {
+  job.timedOut(timeoutMs);
+}
+
+/**
+ * submitAwait()'s job: its promise is the caller's answer, settled once by whichever comes
+ * first, fn's outcome or the timeout (no race, no async function, no closure per call).
+ */
+class AwaitJob extends SignalJob {
+  readonly answer: Promise<SubmitAwaitResult<unknown>>;
+  #answer: ((result: SubmitAwaitResult<unknown>) => void) | undefined;
+  #timer: NodeJS.Timeout | undefined = undefined;
+
+  constructor(fn: PoolTask<unknown>, owner: SignalJobOwner) {
+    super(fn, owner, undefined);
+    this.answer = pending() as Promise<SubmitAwaitResult<unknown>>;
+    this.#answer = takeResolve();
+  }
+
+  /** Its promise exists from the start: nothing to make when it waits. */
+  override queued(): void {}
+
+  /** Waits at most `timeoutMs` (Infinity: no timer) from now. */
+  wait(timeoutMs: number): void {
+    if (timeoutMs !== Infinity && this.#answer) this.#timer = setTimeout(awaitTimedOut, timeoutMs, this, timeoutMs);
+  }
+
+  override fulfilled(value: unknown): void {
+    this.#end({ ok: true, value });
+  }
+
+  override rejected(cause: unknown): void {
+    this.#end(cause instanceof PoolClosedError ? { ok: false, error: 'closed' } : { ok: false, error: 'failed', cause });
+  }
+
+  /** A queued task is removed (it never runs); a running one is signalled and keeps its slot until it really settles. */
+  timedOut(timeoutMs: number): void {
+    if (!this.#answer) return;
+    this.owner.timedOut();
+    this.#end({ ok: false, error: 'timeout' });
+    this.abort(new TaskTimeoutError(timeoutMs));
+  }
+
+  #end(result: SubmitAwaitResult<unknown>): void {
+    const answer = this.#answer;
+    if (!answer) return;
+    this.#answer = undefined;
+    clearTimeout(this.#timer);
+    answer(result);
+  }
+}
+
 /**
  * A bounded pool: at most `maxConcurrency` tasks run, at most `maxQueueSize` wait, and
  * anything beyond is answered `overloaded` instead of growing memory. The TypeScript port
@@ -178,6 +252,7 @@ export class WorkerPool extends TypedEmitter<PoolEvents> implements AsyncDisposa
   readonly #signalJobs: SignalJobOwner = {
     linked: new Set(),
     cancelQueued: (job, reason) => this.#cancelQueued(job, reason),
+    timedOut: () => void this.#timedOut++,
   };
   #completed = 0;
   #failed = 0;
@@ -210,9 +285,7 @@ export class WorkerPool extends TypedEmitter<PoolEvents> implements AsyncDisposa
       if (this.#closed) return { ok: false, error: 'closed' };
       // Accepted and removed before running: it belongs in the books like any other cancelled task.
       this.#cancelled++;
-      const task = Promise.reject(signal.reason);
-      task.catch(noop);
-      return { ok: true, task };
+      return { ok: true, task: rejection(signal.reason) };
     }
     const job = new SignalJob(fn, this.#signalJobs, signal);
     const result = this.#submit(job);
@@ -224,34 +297,18 @@ export class WorkerPool extends TypedEmitter<PoolEvents> implements AsyncDisposa
    * Submits and waits at most `timeoutMs` for the result. On timeout a queued task is removed
    * (it never runs); a running task is signalled and keeps its slot until it really settles.
    */
-  async submitAwait<T>(fn: PoolTask<T>, timeoutMs = 5000): Promise<SubmitAwaitResult<T>> {
-    if (typeof fn !== 'function') throw new TypeError(`${this.#owner()}: submitAwait() needs a function, got ${typeof fn}`);
-    numberOption(this.#owner(), 'timeoutMs', timeoutMs === Infinity ? 0 : timeoutMs, { min: 0 });
-    const job = new SignalJob(fn, this.#signalJobs, undefined);
-    const accepted = this.#submit(job);
-    if (!accepted.ok) return { ok: false, error: accepted.error };
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<'timeout'>((resolve) => {
-      if (timeoutMs !== Infinity) timer = setTimeout(() => resolve('timeout'), timeoutMs);
-    });
+  submitAwait<T>(fn: PoolTask<T>, timeoutMs = 5000): Promise<SubmitAwaitResult<T>> {
     try {
-      const outcome = await Promise.race([
-        accepted.task.then(
-          (value) => ({ ok: true as const, value: value as T }),
-          (cause: unknown) => ({ ok: false as const, error: 'failed' as const, cause }),
-        ),
-        timedOut,
-      ]);
-      if (outcome !== 'timeout') {
-        if (!outcome.ok && outcome.cause instanceof PoolClosedError) return { ok: false, error: 'closed' };
-        return outcome;
-      }
-      this.#timedOut++;
-      job.abort(new TaskTimeoutError(timeoutMs));
-      return { ok: false, error: 'timeout' };
-    } finally {
-      clearTimeout(timer);
+      if (typeof fn !== 'function') throw new TypeError(`${this.#owner()}: submitAwait() needs a function, got ${typeof fn}`);
+      numberOption(this.#owner(), 'timeoutMs', timeoutMs === Infinity ? 0 : timeoutMs, { min: 0 });
+    } catch (error) {
+      return Promise.reject(error);
     }
+    const job = new AwaitJob(fn, this.#signalJobs);
+    const accepted = this.#accept(job);
+    if (accepted === 'closed' || accepted === 'overloaded') return Promise.resolve({ ok: false, error: accepted });
+    job.wait(timeoutMs);
+    return job.answer as Promise<SubmitAwaitResult<T>>;
   }
 
   status(): PoolStatus {
