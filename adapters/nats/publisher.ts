@@ -6,8 +6,6 @@ import { toNatsHeaders } from './message.js';
 export interface NatsPublishOptions {
   /** The message id, as for every sluice publisher: sets `Nats-Msg-Id`, which JetStream deduplicates on and sluice reads as `msg.id`. */
   id?: string;
-  /** @deprecated the old name of `id` (nats.js's own spelling); `id` wins when both are given. */
-  msgID?: string;
   headers?: Record<string, string>;
 }
 
@@ -30,7 +28,7 @@ export async function natsPublisher(options: NatsConnectionOptions): Promise<Nat
   const headers = async (o: NatsPublishOptions) => toNatsHeaders(await injectTraceContext({ ...o.headers }));
   const publish = async (subject: string, body: Uint8Array | string, o: NatsPublishOptions = {}) => {
     const opts: Partial<JetStreamPublishOptions> = { headers: await headers(o) };
-    const id = o.id ?? o.msgID;
+    const id = o.id;
     if (id) opts.msgID = id;
     return js.publish(subject, bytes(body), opts);
   };
@@ -40,7 +38,7 @@ export async function natsPublisher(options: NatsConnectionOptions): Promise<Nat
     publishJson: (subject, value, o) => publish(subject, JSON.stringify(value), o),
     async request(subject, body, o = {}) {
       const h = await headers(o);
-      const id = o.id ?? o.msgID;
+      const id = o.id;
       if (id) h.set('Nats-Msg-Id', id);
       return nc.request(subject, bytes(body), { timeout: o.timeoutMs ?? 5000, headers: h });
     },

@@ -60,7 +60,7 @@ describe("the producer's trace context reaches the consumer span", () => {
   it('across NATS JetStream', async () => {
     const { stream, subject, dlq } = await nats.stream();
     await withTracing(async (tracing) => {
-      const producer = await tracing.produce(`${subject} publish`, () => nats.publisher.publishJson(`${subject}.in`, { n: 1 }, { msgID: 'traced-n' }));
+      const producer = await tracing.produce(`${subject} publish`, () => nats.publisher.publishJson(`${subject}.in`, { n: 1 }, { id: 'traced-n' }));
       const consumer = natsConsumer({
         servers: nats.url,
         stream,
