@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { LinkedQueue, type QueueNode } from '../../src/pool/linked-queue.js';
+import { IntrusiveQueue, LinkedQueue, type QueueLinks, type QueueNode } from '../../src/pool/linked-queue.js';
 
 /** Reads the queue front to back without changing it (walks the node links). */
 function contents<T>(first: QueueNode<T> | undefined): T[] {
@@ -152,6 +152,64 @@ describe('LinkedQueue', () => {
     }
     expect(q.drain()).toEqual(model.map((e) => e.value));
     model = [];
+    expect(q.size).toBe(0);
+  });
+});
+
+describe('IntrusiveQueue (members carry their own links)', () => {
+  class Item implements QueueLinks<Item> {
+    queuePrev: Item | undefined = undefined;
+    queueNext: Item | undefined = undefined;
+    constructor(readonly id: number) {}
+  }
+  const ids = (q: IntrusiveQueue<Item>) => {
+    const out: number[] = [];
+    for (let item = q.head; item; item = item.queueNext) out.push(item.id);
+    return out;
+  };
+
+  it('links the members themselves, FIFO, and clears both links when one leaves', () => {
+    const q = new IntrusiveQueue<Item>();
+    const [a, b, c] = [new Item(1), new Item(2), new Item(3)];
+    q.push(a);
+    q.push(b);
+    q.push(c);
+    expect(ids(q)).toEqual([1, 2, 3]);
+    expect(b.queuePrev).toBe(a);
+    expect(b.queueNext).toBe(c);
+    expect(q.remove(b)).toBe(true);
+    expect([b.queuePrev, b.queueNext]).toEqual([undefined, undefined]);
+    expect(ids(q)).toEqual([1, 3]);
+    expect(q.shift()).toBe(a);
+    expect([a.queuePrev, a.queueNext]).toEqual([undefined, undefined]);
+    expect(q.size).toBe(1);
+  });
+
+  it('removing a member twice, or an object that was never in it, is a no-op answered false', () => {
+    const q = new IntrusiveQueue<Item>();
+    const [a, b] = [new Item(1), new Item(2)];
+    const stranger = new Item(9);
+    q.push(a);
+    q.push(b);
+    expect(q.remove(stranger)).toBe(false);
+    expect(q.remove(a)).toBe(true);
+    expect(q.remove(a)).toBe(false);
+    expect(ids(q)).toEqual([2]);
+    expect(q.size).toBe(1);
+    expect(q.remove(b)).toBe(true);
+    expect(q.remove(b)).toBe(false);
+    expect(q.size).toBe(0);
+    expect(q.head).toBeUndefined();
+  });
+
+  it('a member that left can join again, at the tail', () => {
+    const q = new IntrusiveQueue<Item>();
+    const [a, b] = [new Item(1), new Item(2)];
+    q.push(a);
+    q.push(b);
+    q.push(q.shift()!);
+    expect(ids(q)).toEqual([2, 1]);
+    expect(q.drain().map((item) => item.id)).toEqual([2, 1]);
     expect(q.size).toBe(0);
   });
 });

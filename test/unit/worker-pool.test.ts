@@ -753,6 +753,49 @@ describe('caller signal', () => {
     expect(getEventListeners(shared.signal, 'abort').length).toBe(1);
     expect(pool.pending).toBe(1);
   });
+
+  it('a task that waited gets a signal of its own when it starts: a caller abort then reaches it, not its neighbours', async () => {
+    const pool = new WorkerPool({ maxConcurrency: 2, maxQueueSize: 1 });
+    const blocker = gate('blocker');
+    const other = gate('other');
+    accept(pool, blocker.fn);
+    accept(pool, other.fn);
+    const controller = new AbortController();
+    const waited = gate('waited');
+    const task = track(accept(pool, waited.fn, controller.signal));
+    await blocker.finish();
+    expect(waited.started).toBe(true);
+    expect(waited.signal).not.toBe(other.signal);
+    const reason = new Error('caller gave up');
+    controller.abort(reason);
+    expect(waited.signal!.reason).toBe(reason);
+    expect(other.signal!.aborted).toBe(false);
+    await waited.fail(waited.signal!.reason);
+    expect(task).toEqual({ settled: true, error: reason });
+    expect(getEventListeners(controller.signal, 'abort').length).toBe(0);
+    await other.finish();
+    expect(pool.status()).toMatchObject({ active: 0, pending: 0, completed: 2, failed: 1, cancelled: 0 });
+  });
+
+  it('a caller abort from a saturated listener, while the task joins the queue: it is removed and never runs', async () => {
+    const pool = new WorkerPool({ maxConcurrency: 1, maxQueueSize: 1 });
+    accept(pool, gate().fn);
+    const controller = new AbortController();
+    const reason = new Error('saturated: give up');
+    pool.on('saturated', () => controller.abort(reason));
+    let ran = false;
+    const task = accept(
+      pool,
+      () => {
+        ran = true;
+      },
+      controller.signal,
+    );
+    expect(pool.status()).toMatchObject({ pending: 0, cancelled: 1 });
+    await expect(task).rejects.toBe(reason);
+    expect(ran).toBe(false);
+    expect(getEventListeners(controller.signal, 'abort').length).toBe(0);
+  });
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -1602,6 +1645,22 @@ describe('the runtime job path (pool[RUN_JOB])', () => {
 });
 
 describe('a saturated listener acting on the submit that saturated the pool', () => {
+  it('closing the pool then, for a submitAwait: it answers closed and leaves no timer behind', async () => {
+    const pool = new WorkerPool({ maxConcurrency: 1, maxQueueSize: 1 });
+    const first = deferred();
+    pool.submit(() => first.promise);
+    pool.on('saturated', () => void pool.close({ drain: false }));
+    let ran = false;
+    const answer = pool.submitAwait(() => {
+      ran = true;
+    }, 1000);
+    expect(vi.getTimerCount()).toBe(0);
+    await expect(answer).resolves.toEqual({ ok: false, error: 'closed' });
+    expect(ran).toBe(false);
+    expect(pool.status()).toMatchObject({ cancelled: 1, timedOut: 0 });
+    first.resolve();
+  });
+
   it('closing the pool then: the task is there and rejects with PoolClosedError', async () => {
     const pool = new WorkerPool({ maxConcurrency: 1, maxQueueSize: 1 });
     const first = deferred();
