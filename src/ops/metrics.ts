@@ -104,7 +104,31 @@ export async function prometheusMetrics(
   const retried = counter('sluice_messages_retried_total', 'Messages scheduled for another attempt.');
   const deadLettered = counter('sluice_messages_dead_lettered_total', 'Messages sent to the dead-letter destination.', ['reason']);
   const givenBack = counter('sluice_messages_given_back_total', 'Messages handed back unprocessed.', ['reason']);
-  const pausedSeconds = counter('sluice_consumer_paused_seconds_total', 'Time spent paused because the pool was full.');
+  const pausedSeconds = counter('sluice_consumer_paused_seconds_total', 'Time spent paused, by reason (overload, user, a gate).', ['reason']);
+  const gated = counter('sluice_messages_gated_total', 'Messages a flow gate refused before they took a pool slot.', ['gate']);
+  const deferred = counter('sluice_messages_deferred_total', 'Retries and dead letters set aside after their broker action kept failing.', ['settlement']);
+  // Read from status() at scrape time: counts the runtime keeps without an event per occurrence.
+  const seen = new Map<string, number>();
+  for (const [name, help, field] of [
+    ['sluice_messages_skipped_stale_total', 'Deliveries not started (or not settled) because their channel or partition was gone.', 'skippedStale'],
+    ['sluice_settlement_failures_total', 'Broker actions (ack, retry, dead-letter, give-back, defer) that failed, each try.', 'settlementFailures'],
+    ['sluice_settlements_abandoned_total', 'Settlements nothing could carry out, left to the broker to redeliver.', 'abandoned'],
+  ] as const) {
+    new client.Counter({
+      name,
+      help,
+      labelNames: ['consumer'],
+      registers,
+      collect() {
+        for (const c of consumers) {
+          const key = `${name}\u0000${c.name}`;
+          const now = c.status()[field];
+          this.inc({ consumer: c.name }, now - (seen.get(key) ?? 0));
+          seen.set(key, now);
+        }
+      },
+    });
+  }
   const duration = new client.Histogram({
     name: 'sluice_handler_duration_seconds',
     help: 'Handler run time per attempt.',
@@ -114,7 +138,7 @@ export async function prometheusMetrics(
   });
   new client.Gauge({
     name: 'sluice_consumer_paused',
-    help: '1 while the consumer is paused on overload.',
+    help: '1 while the consumer is paused at the broker (for any reason).',
     labelNames: ['consumer'],
     registers,
     collect() {
@@ -151,7 +175,9 @@ export async function prometheusMetrics(
       consumer.on('retried', ({ message }) => retried.inc(l(message.source))),
       consumer.on('deadLettered', ({ message, info }) => deadLettered.inc({ ...l(message.source), reason: info.reason })),
       consumer.on('givenBack', ({ message, reason }) => givenBack.inc({ ...l(message.source), reason })),
-      consumer.on('resumed', ({ pausedMs }) => pausedSeconds.inc({ consumer: consumer.name, source: consumer.source.name }, pausedMs / 1000)),
+      consumer.on('resumed', ({ reason, pausedMs }) => pausedSeconds.inc({ consumer: consumer.name, source: consumer.source.name, reason }, pausedMs / 1000)),
+      consumer.on('gated', ({ message, gate }) => gated.inc({ ...l(message.source), gate })),
+      consumer.on('deferred', ({ message, settlement }) => deferred.inc({ ...l(message.source), settlement })),
     ];
     return () => {
       consumers.delete(consumer);

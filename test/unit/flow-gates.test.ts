@@ -169,3 +169,30 @@ describe('gates at the stop deadline', () => {
     expect(outcomes).toEqual(['stuck:skipped']);
   });
 });
+
+describe('InFlightLimit while a settlement takes long', () => {
+  it('does not leave the consumer paused for good when its only admitted message is still settling', async () => {
+    // The dead-letter queue refuses: the poison's settlement is tried and deferred while others are refused by the gate.
+    const broker = new MemoryBroker();
+    broker.refusePublishes('q.dlq');
+    broker.publishJson('q', { poison: true }, { id: 'poison' });
+    for (let i = 0; i < 10; i++) broker.publishJson('q', { poison: false }, { id: `m-${i}` });
+    const consumer = memoryConsumer({
+      broker,
+      queue: 'q',
+      pool: { maxConcurrency: 4, maxQueueSize: 4 },
+      settlement: { tries: 2, backoff: { initialMs: 1 }, deferMs: 1 },
+      flow: { gates: [new InFlightLimit({ max: 1 })] },
+      handler: async (m) => {
+        if (m.json<{ poison: boolean }>().poison) throw new Error('bad');
+      },
+      retry: { maxAttempts: 1 },
+    });
+    await consumer.start();
+    await until(() => consumer.status().handled === 10, 'every healthy message handled');
+    broker.refusePublishes('q.dlq', false);
+    await until(() => consumer.status().deadLettered === 1, 'the poison dead-lettered');
+    await consumer.stop();
+    expect(broker.depth('q')).toEqual({ ready: 0, unacked: 0, delayed: 0 });
+  });
+});

@@ -14,6 +14,7 @@ import {
   WorkerPool,
 } from '../../src/index.js';
 import { redactUrl, type Source } from '../../src/adapter/index.js';
+import { InFlightLimit, PermanentError } from '../../src/index.js';
 import { Consumer } from '../../src/consumer.js';
 import { tick, until } from '../helpers/wait.js';
 
@@ -199,5 +200,36 @@ describe('operations: tracing', () => {
     expect(parentOf(consumerSpan)).toBe(producer.spanContext().spanId);
     expect(innerParent).toBe(consumerSpan.spanContext().spanId);
     expect(consumerSpan.attributes).toMatchObject({ 'messaging.system': 'memory', 'messaging.destination.name': 'orders', 'messaging.message.id': 'traced' });
+  });
+});
+
+describe('Prometheus metrics of runtime v2', () => {
+  it('count gated, deferred, settlement failures, and paused time by reason', async () => {
+    const broker = new MemoryBroker();
+    broker.refusePublishes('q.dlq');
+    broker.publishJson('q', { poison: true }, { id: 'poison' });
+    for (let i = 0; i < 10; i++) broker.publishJson('q', { i }, { id: `m-${i}` });
+    const consumer = memoryConsumer({
+      broker,
+      queue: 'q',
+      pool: { maxConcurrency: 4, maxQueueSize: 4 },
+      settlement: { tries: 2, backoff: { initialMs: 1 }, deferMs: 1 },
+      flow: { gates: [new InFlightLimit({ max: 1 })] },
+      handler: async (m) => {
+        if (m.json<{ poison?: boolean }>().poison) throw new PermanentError('bad');
+      },
+    });
+    const metrics = await prometheusMetrics({ consumers: [consumer] });
+    await consumer.start();
+    await until(() => consumer.status().handled === 10 && consumer.status().deferred >= 1, 'healthy handled, poison set aside');
+    broker.refusePublishes('q.dlq', false);
+    await until(() => consumer.status().deadLettered === 1, 'dead-lettered once accepted');
+    await consumer.stop();
+    const samples = parsePrometheus((await metrics.metrics()).body);
+    const l = 'consumer="memory:q",source="q"';
+    expect(samples.get(`sluice_messages_gated_total{${l},gate="in-flight-limit"}`)).toBeGreaterThan(0);
+    expect(samples.get(`sluice_messages_deferred_total{${l},settlement="dead-letter"}`)).toBeGreaterThanOrEqual(1);
+    expect(samples.get('sluice_settlement_failures_total{consumer="memory:q"}')).toBeGreaterThanOrEqual(2);
+    expect(samples.get(`sluice_consumer_paused_seconds_total{consumer="memory:q",source="memory:q",reason="in-flight-limit"}`)).toBeGreaterThan(0);
   });
 });
