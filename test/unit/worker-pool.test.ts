@@ -71,6 +71,19 @@ function accept<T>(pool: WorkerPool, fn: (signal: AbortSignal) => T | PromiseLik
   return result.task;
 }
 
+/** Submits a task that only records that it ran; returns its promise and that record. */
+function acceptProbe(pool: WorkerPool, signal?: AbortSignal): { task: Promise<void>; ran: boolean } {
+  const probe = { task: Promise.resolve(), ran: false };
+  probe.task = accept(
+    pool,
+    () => {
+      probe.ran = true;
+    },
+    signal,
+  );
+  return probe;
+}
+
 /** Settles-or-not probe for a promise, without awaiting it. */
 function track<T>(promise: Promise<T>): { settled: boolean; value?: T; error?: unknown } {
   const state: { settled: boolean; value?: T; error?: unknown } = { settled: false };
@@ -642,22 +655,15 @@ describe('caller signal', () => {
     const blocker = gate();
     accept(pool, blocker.fn);
     const controller = new AbortController();
-    let ran = false;
-    const task = accept(
-      pool,
-      () => {
-        ran = true;
-      },
-      controller.signal,
-    );
+    const probe = acceptProbe(pool, controller.signal);
     expect(pool.pending).toBe(1);
     const reason = new Error('caller gave up');
     controller.abort(reason);
     expect(pool.pending).toBe(0);
-    await expect(task).rejects.toBe(reason);
+    await expect(probe.task).rejects.toBe(reason);
     expect(pool.status()).toMatchObject({ cancelled: 1, failed: 0 });
     await blocker.finish();
-    expect(ran).toBe(false);
+    expect(probe.ran).toBe(false);
     expect(pool.status()).toMatchObject({ active: 0, pending: 0, completed: 1 });
   });
 
@@ -711,16 +717,9 @@ describe('caller signal', () => {
     const controller = new AbortController();
     const reason = new Error('already');
     controller.abort(reason);
-    let ran = false;
-    const task = accept(
-      pool,
-      () => {
-        ran = true;
-      },
-      controller.signal,
-    );
-    await expect(task).rejects.toBe(reason);
-    expect(ran).toBe(false);
+    const probe = acceptProbe(pool, controller.signal);
+    await expect(probe.task).rejects.toBe(reason);
+    expect(probe.ran).toBe(false);
     // Accepted (ok: true) and never run: it must show up in the books as cancelled.
     expect(pool.status()).toMatchObject({ active: 0, pending: 0, cancelled: 1, completed: 0, failed: 0 });
   });
@@ -783,17 +782,10 @@ describe('caller signal', () => {
     const controller = new AbortController();
     const reason = new Error('saturated: give up');
     pool.on('saturated', () => controller.abort(reason));
-    let ran = false;
-    const task = accept(
-      pool,
-      () => {
-        ran = true;
-      },
-      controller.signal,
-    );
+    const probe = acceptProbe(pool, controller.signal);
     expect(pool.status()).toMatchObject({ pending: 0, cancelled: 1 });
-    await expect(task).rejects.toBe(reason);
-    expect(ran).toBe(false);
+    await expect(probe.task).rejects.toBe(reason);
+    expect(probe.ran).toBe(false);
     expect(getEventListeners(controller.signal, 'abort').length).toBe(0);
   });
 });
