@@ -5,7 +5,7 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 
-const suites = ['pool', 'rabbitmq', 'kafka', 'nats', 'idle'] as const;
+const suites = ['pool', 'rabbitmq', 'kafka', 'nats', 'idle', 'flow'] as const;
 const only = process.argv.slice(2);
 const sections: string[] = [];
 
