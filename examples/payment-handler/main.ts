@@ -5,10 +5,13 @@
  *
  *   npm start                         # in-memory broker, nothing to install
  *   npm start -- --broker rabbitmq    # or kafka, nats (needs the broker running)
+ *   npm start -- --downstream-outage  # the gateway goes down for a while: a circuit breaker opens, probes, closes
+ *   npm start -- --rate 200           # a rate limit of 200 payments/s on the consumer
  */
 import { parseArgs } from 'node:util';
 import { WorkerPool } from '../../src/index.js';
 import type { DemoBroker, Payment } from './demo-broker.js';
+import { flowMode } from './flow.js';
 import { chargeCard, makePayments } from './payments.js';
 import { startProgress, summary, type Tally } from './progress.js';
 
@@ -28,6 +31,9 @@ async function main(): Promise<number> {
       count: { type: 'string', default: '400' },
       concurrency: { type: 'string', default: '8' },
       queue: { type: 'string', default: '16' },
+      'downstream-outage': { type: 'boolean', default: false },
+      'outage-ms': { type: 'string', default: '2000' },
+      rate: { type: 'string' },
     },
   });
   const brokerName = values.broker as BrokerName;
@@ -42,25 +48,36 @@ async function main(): Promise<number> {
   const broker = await loadBroker(brokerName);
   const payments = makePayments(count, `pay-${Date.now().toString(36)}`);
   const tally: Tally = { published: payments.length + 1, processedIds: new Set(), duplicates: 0 };
+  // --downstream-outage / --rate: flow gates on the consumer (none without the flags).
+  const outageMs = Number(values['outage-ms']);
+  if (values['downstream-outage'] && !(outageMs > 0)) throw new RangeError(`--outage-ms must be a number of ms > 0, got ${JSON.stringify(values['outage-ms'])}`);
+  const flow = flowMode({
+    outageMs: values['downstream-outage'] ? outageMs : undefined,
+    outageAfter: Math.floor(count / 3),
+    rate: values.rate === undefined ? undefined : Number(values.rate),
+  });
 
   const consumer = await broker.consumer({
     pool,
     onOverload: 'pause',
     handlerTimeoutMs: 5_000,
     retry: { maxAttempts: 3, backoff: { initialMs: 50, maxMs: 500 } },
+    ...(flow.gates.length > 0 ? { flow: { gates: flow.gates } } : {}),
     handler: async (message, { signal }) => {
       const payment = message.json<Payment>();
-      await chargeCard(payment, signal);
+      await chargeCard(payment, signal, flow.health);
       if (tally.processedIds.has(message.id)) tally.duplicates++;
       tally.processedIds.add(message.id);
+      flow.handled(tally.processedIds.size);
     },
   });
+  flow.watch(consumer);
   consumer.on('error', ({ error, during }) => console.error(`\n[${during}] ${String(error)}`));
 
   console.log(`sluice payment-handler on ${broker.name}: ${tally.published} messages, pool ${pool.status().maxConcurrency} running + ${pool.status().maxQueueSize} waiting\n`);
   const started = performance.now();
   await consumer.start();
-  const stopProgress = startProgress(() => consumer.status(), tally);
+  const stopProgress = startProgress(() => consumer.status(), tally, process.stdout, flow.gates.length > 0 ? flow.progress : undefined);
   await broker.publish(payments);
 
   // Done when every message is either processed or dead-lettered.
@@ -75,7 +92,7 @@ async function main(): Promise<number> {
   await broker.close();
 
   const status = consumer.status();
-  console.log(`\n${summary(status, tally, deadLettered, performance.now() - started)}\n`);
+  console.log(`\n${summary(status, tally, deadLettered, performance.now() - started, flow.rows())}\n`);
   const ok = result.drained && status.handled + status.deadLettered === expected && status.pool.active === 0;
   console.log(ok ? 'every payment was processed or dead-lettered; none lost.' : 'MISMATCH: some messages are unaccounted for.');
   return ok ? 0 : 1;
