@@ -1,5 +1,4 @@
 import type { HandlerContext } from './handler.js';
-import type { QueueNode } from './pool/linked-queue.js';
 import type { FinishJob, PoolJob } from './pool/job.js';
 import type { Delivery } from './source.js';
 
@@ -16,7 +15,9 @@ export interface EntryRunner {
 export class Entry implements PoolJob {
   /** The pool's bookkeeping: 'running' once it has a slot (synchronously inside dispatch when one was free). */
   state: PoolJob['state'] = 'new';
-  node: QueueNode<PoolJob> | undefined = undefined;
+  /** The pool's queue links (not `prev`/`next`: an entry is in the in-flight list at the same time). */
+  queuePrev: PoolJob | undefined = undefined;
+  queueNext: PoolJob | undefined = undefined;
   settled = false;
   /** The flow gates have heard how it ended (once per entry). */
   gatesTold = false;

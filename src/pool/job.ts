@@ -16,8 +16,8 @@ export interface PoolJob extends QueueLinks<PoolJob> {
    * waiting job costs no node object. An implementation should declare both links, initialised
    * to undefined, so that its objects keep one shape when the pool sets them.
    */
-  queuePrev?: PoolJob | undefined;
-  queueNext?: PoolJob | undefined;
+  queuePrev: PoolJob | undefined;
+  queueNext: PoolJob | undefined;
   /**
    * The job has a slot. It must call `finish(this, failed)` exactly once when it has ended;
    * until then the slot stays taken. `signal` aborts when the pool closes without draining.

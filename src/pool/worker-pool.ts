@@ -240,8 +240,8 @@ export class WorkerPool extends TypedEmitter<PoolEvents> implements AsyncDisposa
   #lowWaterMarkSet: boolean;
   #active = 0;
   #queue = new IntrusiveQueue<PoolJob>();
-  /** True while #dispatch starts queued jobs: a job finishing inside start() leaves the starting to that loop. */
-  #dispatching = false;
+  /** True while #startQueued starts queued jobs: a job finishing inside start() leaves the starting to that loop. */
+  #startingQueued = false;
   #saturated = false;
   #busy = false;
   #closed = false;
@@ -385,7 +385,7 @@ export class WorkerPool extends TypedEmitter<PoolEvents> implements AsyncDisposa
     }
     // Only once the value is accepted: a refused lowWaterMark must not pin the default.
     if (options.lowWaterMark !== undefined) this.#lowWaterMarkSet = true;
-    this.#dispatch();
+    this.#startQueued();
     this.#checkLevels();
     return this.status();
   }
@@ -457,17 +457,17 @@ export class WorkerPool extends TypedEmitter<PoolEvents> implements AsyncDisposa
     if (failed) this.#failed++;
     else this.#completed++;
     this.#active--;
-    this.#dispatch();
+    this.#startQueued();
     this.#checkLevels();
   };
 
-  #dispatch(): void {
-    if (this.#dispatching) return;
-    this.#dispatching = true;
+  #startQueued(): void {
+    if (this.#startingQueued) return;
+    this.#startingQueued = true;
     try {
       while (this.#active < this.#maxConcurrency && this.#queue.size > 0) this.#start(this.#queue.shift()!);
     } finally {
-      this.#dispatching = false;
+      this.#startingQueued = false;
     }
   }
 
