@@ -1604,12 +1604,12 @@ describe('the runtime job path (pool[RUN_JOB])', () => {
     }
   }
 
-  it('jobs that end inside start() are started by the one dispatch loop, in order, without recursion', () => {
+  it('jobs that end inside start() are started by the one start loop, in order, without recursion', () => {
     const pool = new WorkerPool({ maxConcurrency: 1, maxQueueSize: 20_000 });
     const log: number[] = [];
     const blocker = new TestJob(-1, log, false);
     expect(pool[RUN_JOB](blocker)).toBe('started');
-    // 20,000 queued jobs that each end synchronously: a recursive dispatch would overflow the stack.
+    // 20,000 queued jobs that each end synchronously: a recursive start loop would overflow the stack.
     for (let i = 0; i < 20_000; i++) expect(pool[RUN_JOB](new TestJob(i, log, true))).toBe('queued');
     expect(pool[RUN_JOB](new TestJob(99_999, log, true))).toBe('overloaded');
     blocker.finish!(blocker, false);
