@@ -7,7 +7,7 @@ import { resolveCoreOptions, resolveJetStreamOptions, type NatsConsumerOptions, 
 export type { NatsConsumerOptions, NatsSubscriberOptions, NatsRecoveryOptions } from './options.js';
 export type { NatsConnectionOptions } from './connection.js';
 export { natsPublisher, type NatsPublisher, type NatsPublishOptions } from './publisher.js';
-export { JetStreamSource } from './jetstream-source.js';
+export { JetStreamSource, type JetStreamSourceStatus } from './jetstream-source.js';
 export { CoreSource } from './core-source.js';
 export type { JsMsg, Msg };
 

@@ -36,6 +36,16 @@ const encoder = new TextEncoder();
  * The server answers requests in order, so deliveries are counted against the oldest open request;
  * a request that ends early (expired, 409) says how much it left undelivered.
  */
+export interface JetStreamSourceStatus {
+  /** Messages the open pull requests may still deliver. */
+  outstanding: number;
+  openPulls: number;
+  /** Delivered while paused or refused by the runtime: kept alive here, offered again on resume. */
+  held: number;
+  /** Handed to the runtime and not settled. */
+  live: number;
+}
+
 export class JetStreamSource implements Source {
   readonly name: string;
   readonly capabilities: SourceCapabilities = { delayedRetry: true, redelivery: true, pause: true };
@@ -66,6 +76,13 @@ export class JetStreamSource implements Source {
   #monitor: NodeJS.Timeout | undefined;
   /** Dispatched and not settled, with the time they arrived: they need `working()` before ack_wait ends. */
   #live = new Map<JsMsg, number>();
+  /**
+   * Delivered while paused, or refused by the runtime (pool full, a gate): kept here, kept alive,
+   * and offered again on resume. A nak would hand it straight back into the open pull, and every
+   * redelivery raises the server's delivery count, which is the message's attempt number: a gate
+   * refusing often would walk healthy messages into the dead-letter queue.
+   */
+  #held: JsMsg[] = [];
   /** Runs only while something is live: an idle consumer has no keep-alive timer. */
   #keepAlive: NodeJS.Timeout | undefined;
   readonly #scope: JetStreamScope;
@@ -100,6 +117,11 @@ export class JetStreamSource implements Source {
     };
   }
 
+  /** What the adapter holds now: pulls open at the server, messages held back (paused or refused), messages in the runtime. */
+  status(): JetStreamSourceStatus {
+    return { outstanding: this.#outstanding, openPulls: this.#requests.length, held: this.#held.length, live: this.#live.size - this.#held.length };
+  }
+
   async start(ctx: SourceContext): Promise<void> {
     this.#ctx = ctx;
     const { nc, owned } = await connectAtStart(this, this.o.connection.where, this.o.recovery, ctx, () => openConnection(this.o.connection, this.name));
@@ -127,18 +149,20 @@ export class JetStreamSource implements Source {
   }
 
   async pause(): Promise<void> {
-    // No new pulls; open requests (at most the free places they were sized by) may still deliver.
+    // No new pulls; what open requests still deliver (at most the free places they were sized by) is held, not handled.
     this.#paused = true;
   }
 
   async resume(): Promise<void> {
     this.#paused = false;
+    this.#offerHeld();
     this.#schedulePull();
   }
 
   async stop(): Promise<void> {
     // Open requests keep delivering until they end; what arrives now is refused by the runtime and nak'ed at once.
     this.#stopped = true;
+    this.#releaseHeld();
   }
 
   async close(): Promise<void> {
@@ -204,15 +228,50 @@ export class JetStreamSource implements Source {
     const jsMsg = toJsMsg(msg, 5000);
     this.#live.set(jsMsg, performance.now());
     this.#keepAlive ??= setInterval(this.#keepWorking, Math.max(100, this.#ackWaitMs / 3));
-    if (this.#ctx.dispatch(new JetStreamDelivery(jsMsg, this.#scope)) !== 'accepted') {
-      // Refused (pool full, a gate, stopping): back to the server at once.
-      this.#live.delete(jsMsg);
-      try {
-        jsMsg.nak();
-      } catch {
-        // Connection closed: the server delivers it again after ack_wait.
-      }
+    if (this.#paused || this.#held.length > 0) this.#held.push(jsMsg);
+    else this.#offer(jsMsg);
+  }
+
+  /** Hands a message to the runtime; false when it was refused and is held for later. */
+  #offer(jsMsg: JsMsg): boolean {
+    const result = this.#ctx.dispatch(new JetStreamDelivery(jsMsg, this.#scope));
+    if (result === 'accepted') return true;
+    if (result === 'stopping' || this.#stopped) {
+      this.#nakNow(jsMsg);
       this.#schedulePull();
+    } else {
+      // Pool full or a gate: the runtime pauses us meanwhile; offered again first on resume.
+      this.#held.push(jsMsg);
+    }
+    return false;
+  }
+
+  /** Offers the held messages again, in order, until one is refused (it stays first) or we pause. */
+  #offerHeld(): void {
+    while (this.#held.length > 0 && !this.#paused && !this.#stopped) {
+      const next = this.#held.shift()!;
+      if (!this.#offer(next)) {
+        // #offer put it at the end; it was first.
+        if (this.#held[this.#held.length - 1] === next) this.#held.unshift(this.#held.pop()!);
+        return;
+      }
+    }
+    if (this.#stopped) this.#releaseHeld();
+  }
+
+  /** Stopping: what is held goes back to the server. */
+  #releaseHeld(): void {
+    const held = this.#held;
+    this.#held = [];
+    for (const msg of held) this.#nakNow(msg);
+  }
+
+  #nakNow(jsMsg: JsMsg): void {
+    this.#live.delete(jsMsg);
+    try {
+      jsMsg.nak();
+    } catch {
+      // Connection closed: the server delivers it again after ack_wait.
     }
   }
 
@@ -296,7 +355,7 @@ export class JetStreamSource implements Source {
    */
   #pull(): void {
     if (this.#stopped || this.#paused || this.#recovering || !this.#connected || !this.#sub) return;
-    const free = this.#ctx.freeCapacity() - this.#outstanding - this.#acks.length;
+    const free = this.#ctx.freeCapacity() - this.#outstanding - this.#acks.length - this.#held.length;
     const worth = this.#outstanding === 0 ? 1 : Math.max(1, Math.ceil(this.o.capacity / 4));
     if (free >= worth && this.#requests.length < MAX_OPEN_REQUESTS) {
       this.#request(free);

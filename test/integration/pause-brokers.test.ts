@@ -11,7 +11,7 @@ import { Kafka, logLevel, type Admin } from 'kafkajs';
 import { connect as natsConnect, type NatsConnection } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { kafkaConsumer, kafkaPublisher, type KafkaConsumer, type KafkaPublisher } from '../../adapters/kafka/index.js';
-import { natsConsumer, natsSubscriber, type CoreSource } from '../../adapters/nats/index.js';
+import { natsConsumer, natsSubscriber, type CoreSource, type JetStreamSource } from '../../adapters/nats/index.js';
 import { rabbitConsumer } from '../../adapters/rabbitmq/index.js';
 import type { Consumer } from '../../src/consumer.js';
 import type { FlowGate, GateDecision } from '../../src/flow/gate.js';
@@ -442,7 +442,7 @@ describe('pause and resume at the broker: NATS', () => {
     expect(consumer.status().failed).toBe(0);
   }, 60_000);
 
-  it('JetStream: a flow gate that refuses stops the pulls until its resumeWhen settles; refused messages are nak\'ed back and handled once', async () => {
+  it('JetStream: a flow gate that refuses stops the pulls until its resumeWhen settles; refused messages are held and handled once', async () => {
     const { stream, subject, dlq } = await nats.stream('SLUICE_GATE');
     const durable = 'gated';
     const gate = new SwitchGate();
@@ -470,13 +470,14 @@ describe('pause and resume at the broker: NATS', () => {
     const refusedBatch = await nats.fill(subject, 10, 'b');
     await until(() => gate.refused.length > 0, 'the gate refused a message');
     expect(consumer.status().pausedBy).toEqual(['switch']);
-    // The refused are nak'ed (the server keeps them in num_ack_pending until it can redeliver them,
-    // i.e. until the next pull); the open pull expires and no new one is sent.
-    // Every delivery the server made (refusals are redelivered into the open pull) reached the gate.
+    // The refused one and what the open pull still delivers are held by the adapter (kept alive,
+    // not nak'ed: a nak would count a delivery attempt); the open pull expires and no new one is sent.
+    // Every delivery the server made was either admitted by the gate or is held.
+    const source = consumer.source as JetStreamSource;
     await eventually(async () => {
       const i = await info();
-      return i.num_waiting === 0 && gate.asked === i.delivered.consumer_seq;
-    }, 'no waiting pull while the gate refuses, every delivery seen', 20_000);
+      return i.num_waiting === 0 && gate.asked - gate.refused.length + source.status().held === i.delivered.consumer_seq;
+    }, 'no waiting pull while the gate refuses, every delivery admitted or held', 20_000);
     const asked = gate.asked;
     // The refusals used up the open pull's batch, maybe before every 'b' was delivered once.
     const pendingBefore = (await info()).num_pending;
