@@ -1,35 +1,52 @@
 /**
  * Idle cost: the process CPU of N idle consumers (nothing to consume) for sluice against the raw
- * client's own idle consume loop on the same broker, in the same run, contenders alternating.
- * A service with forty queues is mostly idle, so what an idle consumer costs matters.
+ * client's own idle consume loop on the same broker, with the same client settings. A service
+ * with forty queues is mostly idle, so what an idle consumer costs matters.
  *
  *   node --expose-gc --import tsx bench/idle.ts                 # all brokers that answer
- *   node --expose-gc --import tsx bench/idle.ts nats rabbitmq   # some of them
- *   IDLE_N=20 IDLE_WINDOW_MS=10000 IDLE_ROUNDS=3 node --expose-gc --import tsx bench/idle.ts
+ *   node --expose-gc --import tsx bench/idle.ts nats kafka      # some of them
+ *   IDLE_N=20 IDLE_WINDOW_MS=15000 IDLE_ROUNDS=5 node --expose-gc --import tsx bench/idle.ts
+ *   IDLE_PROFILE_DIR=/tmp/prof node … bench/idle.ts kafka        # also a .cpuprofile of each window
  *
- * Each round starts one contender, lets it settle (connect, first pulls, group joins), reads
- * process.cpuUsage() over the window, and stops it; the other contender follows. Reported: the
- * median CPU (% of one core) per contender and sluice / raw. With --expose-gc, a full GC runs
- * before each window: otherwise V8's memory reducer collects what the previous contender's setup
- * left behind (tens of ms) inside whichever window comes next.
+ * Each measurement runs in a process of its own (`bench/idle.ts --child <broker> <contender>`):
+ * in one process, the contender measured second paid for what the first left behind (V8's memory
+ * reducer collecting the other's setup, timers and sockets being closed) and the first for
+ * loading and compiling. The child makes its own topics / queues / stream, starts N consumers,
+ * lets them settle (connected, joined, first long polls open), runs a full GC, then reads
+ * process.cpuUsage() over the window in slices (a spike in one slice shows in the distribution),
+ * and reports. Rounds alternate which contender goes first; the ratio reported is the median of
+ * the per-round ratios (a slow stretch of the shared machine hits both sides of a round alike).
  */
+import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
 import { connect as connectNet } from 'node:net';
-import { pathToFileURL } from 'node:url';
+import { join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { promisify } from 'node:util';
 import { fmt, table } from './harness.js';
 
 const N = Number(process.env.IDLE_N ?? 20);
-const WINDOW_MS = Number(process.env.IDLE_WINDOW_MS ?? 10_000);
-const SETTLE_MS = Number(process.env.IDLE_SETTLE_MS ?? 3_000);
-const ROUNDS = Number(process.env.IDLE_ROUNDS ?? 3);
+const WINDOW_MS = Number(process.env.IDLE_WINDOW_MS ?? 15_000);
+const SLICE_MS = Number(process.env.IDLE_SLICE_MS ?? 3_000);
+const SETTLE_MS = Number(process.env.IDLE_SETTLE_MS ?? 5_000);
+const ROUNDS = Number(process.env.IDLE_ROUNDS ?? 5);
+const PROFILE_DIR = process.env.IDLE_PROFILE_DIR;
 const NATS_URL = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
 const AMQP_URL = process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
 const KAFKA_BROKERS = (process.env.KAFKA_BROKERS ?? '127.0.0.1:9092').split(',');
+/**
+ * The group settings both Kafka contenders run with: sluice's defaults, given to both explicitly.
+ * kafkajs's own default maxWaitTimeInMs is 5000 (sluice's is 500, so that a paused-everything loop
+ * looks again soon); an idle consumer's cost is mostly its empty fetches, one per maxWaitTimeInMs,
+ * so comparing the two defaults compared 2 fetches/s with 0.2.
+ */
+const KAFKA_GROUP = { sessionTimeout: 30_000, heartbeatInterval: 3_000, rebalanceTimeout: 60_000, maxWaitTimeInMs: 500 };
 
 type Stop = () => Promise<void>;
 interface Contender {
   name: string;
-  /** Starts `n` idle consumers; resolves with what stops them. */
+  /** Starts `n` idle consumers; resolves, once they are connected and joined, with what stops them. */
   start(n: number): Promise<Stop>;
 }
 interface Broker {
@@ -37,6 +54,13 @@ interface Broker {
   /** host:port that must answer, else the broker is reported as not measured. */
   probe: [string, number];
   setup(): Promise<{ sluice: Contender; raw: Contender; teardown(): Promise<void> }>;
+}
+type Side = 'sluice' | 'raw';
+/** What a child reports: CPU % of one core over the whole window and per slice. */
+interface Sample {
+  name: string;
+  cpu: number;
+  slices: number[];
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -60,7 +84,12 @@ async function cpuOver(ms: number): Promise<number> {
   return ((c.user + c.system) / elapsedUs) * 100;
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const sorted = (xs: number[]) => [...xs].sort((a, b) => a - b);
+const median = (xs: number[]) => {
+  const s = sorted(xs);
+  const m = s.length >> 1;
+  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
 
 const nats: Broker = {
   name: 'NATS JetStream',
@@ -73,17 +102,15 @@ const nats: Broker = {
     const jsm = await nc.jetstreamManager();
     const stream = `IDLE_${randomUUID().slice(0, 8).toUpperCase()}`;
     await jsm.streams.add({ name: stream, subjects: [`${stream.toLowerCase()}.>`] });
-    let round = 0;
     const durables = async (prefix: string, n: number) => {
-      const names = Array.from({ length: n }, (_, i) => `${prefix}${round}-${i}`);
+      const names = Array.from({ length: n }, (_, i) => `${prefix}-${i}`);
       for (const name of names) await jsm.consumers.add(stream, { durable_name: name, ack_policy: AckPolicy.Explicit });
       return names;
     };
     return {
       sluice: {
-        name: `${N} sluice natsConsumer on one pool (64 + 64), one connection`,
+        name: 'sluice natsConsumer on one pool (64 + 64), one connection',
         async start(n) {
-          round++;
           const names = await durables('s', n);
           const conn = await connect({ servers: NATS_URL });
           const pool = new WorkerPool({ maxConcurrency: 64, maxQueueSize: 64 });
@@ -97,9 +124,8 @@ const nats: Broker = {
         },
       },
       raw: {
-        name: `${N} raw nats.js consume() loops, one connection`,
+        name: 'raw nats.js consume() loops, one connection',
         async start(n) {
-          round++;
           const names = await durables('r', n);
           const conn = await connect({ servers: NATS_URL });
           const js = conn.jetstream();
@@ -140,7 +166,7 @@ const rabbitmq: Broker = {
     };
     return {
       sluice: {
-        name: `${N} sluice rabbitConsumer on one pool (64 + 64)`,
+        name: 'sluice rabbitConsumer on one pool (64 + 64)',
         async start(n) {
           const names = await make(n);
           const pool = new WorkerPool({ maxConcurrency: 64, maxQueueSize: 64 });
@@ -153,7 +179,7 @@ const rabbitmq: Broker = {
         },
       },
       raw: {
-        name: `${N} raw amqplib consume() (a connection each, prefetch 128)`,
+        name: 'raw amqplib consume() (a connection each, prefetch 128)',
         async start(n) {
           const names = await make(n);
           const conns = await Promise.all(
@@ -195,16 +221,17 @@ const kafka: Broker = {
       topics.push(...names);
       return names;
     };
+    const settings = `maxWaitTimeInMs ${KAFKA_GROUP.maxWaitTimeInMs}, heartbeatInterval ${KAFKA_GROUP.heartbeatInterval}, sessionTimeout ${KAFKA_GROUP.sessionTimeout}`;
     return {
       sluice: {
-        name: `${N} sluice kafkaConsumer on one pool (64 + 64)`,
+        name: `sluice kafkaConsumer on one pool (64 + 64), ${settings}`,
         async start(n) {
           const names = await make(n);
           const pool = new WorkerPool({ maxConcurrency: 64, maxQueueSize: 64 });
           const consumers = names.map((topic) =>
-            kafkaConsumer({ kafka: { brokers: KAFKA_BROKERS, clientId: 'sluice-idle', logLevel: logLevel.NOTHING }, groupId: `${topic}-g`, topics: [topic], pool, handler: noop } as never),
+            kafkaConsumer({ kafka: { brokers: KAFKA_BROKERS, clientId: 'sluice-idle', logLevel: logLevel.NOTHING }, groupId: `${topic}-g`, topics: [topic], fromBeginning: true, ...KAFKA_GROUP, pool, handler: noop }),
           );
-          await Promise.all(consumers.map((c) => c.start()));
+          await Promise.all(consumers.map((c) => c.start())); // resolves once joined
           return async () => {
             await Promise.all(consumers.map((c) => c.stop()));
             await pool.close();
@@ -212,15 +239,17 @@ const kafka: Broker = {
         },
       },
       raw: {
-        name: `${N} raw kafkajs consumer.run({ eachMessage })`,
+        name: `raw kafkajs consumer.run({ eachMessage }), ${settings}`,
         async start(n) {
           const names = await make(n);
           const consumers = await Promise.all(
             names.map(async (topic) => {
-              const c = client.consumer({ groupId: `${topic}-g` });
+              const c = client.consumer({ groupId: `${topic}-g`, ...KAFKA_GROUP });
+              const joined = new Promise((r) => c.on(c.events.GROUP_JOIN, r));
               await c.connect();
               await c.subscribe({ topics: [topic], fromBeginning: true });
               await c.run({ eachMessage: noop });
+              await joined; // as sluice's start(): run() resolves before the group is joined
               return c;
             }),
           );
@@ -242,76 +271,131 @@ function hostPort(url: string, fallbackPort: number): [string, number] {
   return [u.hostname || '127.0.0.1', Number(u.port) || fallbackPort];
 }
 
-async function measure(c: Contender): Promise<number> {
-  const stop = await c.start(N);
-  try {
+const BROKERS: Record<string, Broker> = { nats, rabbitmq, kafka };
+
+/** In the child: the idle CPU of one contender (or of the bare process: `floor`). */
+async function child(brokerKey: string, side: Side | 'floor'): Promise<Sample> {
+  const collect = (globalThis as { gc?: () => void }).gc;
+  const window = async (name: string): Promise<Sample> => {
+    collect?.();
+    collect?.();
+    const stopProfile = PROFILE_DIR ? await profile() : undefined;
+    const slices: number[] = [];
+    const c0 = process.cpuUsage();
+    const t0 = process.hrtime.bigint();
+    for (let t = 0; t < WINDOW_MS; t += SLICE_MS) slices.push(await cpuOver(Math.min(SLICE_MS, WINDOW_MS - t)));
+    const c = process.cpuUsage(c0);
+    const cpu = ((c.user + c.system) / (Number(process.hrtime.bigint() - t0) / 1000)) * 100;
+    await stopProfile?.(`${brokerKey}-${side}-${process.pid}.cpuprofile`);
+    return { name, cpu, slices };
+  };
+  if (side === 'floor') {
     await sleep(SETTLE_MS);
-    const collect = (globalThis as { gc?: () => void }).gc;
-    collect?.();
-    collect?.();
-    return await cpuOver(WINDOW_MS);
-  } finally {
-    await stop();
+    return window('bare process');
   }
-}
-
-async function measureShort(c: Contender): Promise<void> {
-  const stop = await c.start(N);
-  await sleep(1000);
-  await stop();
-}
-
-async function measureBroker(b: Broker): Promise<string[][]> {
-  if (!(await reachable(...b.probe))) return [[b.name, `not measured: nothing listens on ${b.probe.join(':')}`, '', '', '']];
-  const { sluice, raw, teardown } = await b.setup();
-  const ours: number[] = [];
-  const theirs: number[] = [];
+  const broker = BROKERS[brokerKey];
+  if (!broker) throw new Error(`unknown broker ${brokerKey}`);
+  const contenders = await broker.setup();
   try {
-    // One round of each, not counted: the first contender in a process also pays for loading and compiling.
-    await measureShort(sluice);
-    await measureShort(raw);
-    for (let round = 0; round < ROUNDS; round++) {
-      // Alternate who goes first, so a drift of the machine's load does not favour one side.
-      if (round % 2 === 0) {
-        ours.push(await measure(sluice));
-        theirs.push(await measure(raw));
-      } else {
-        theirs.push(await measure(raw));
-        ours.push(await measure(sluice));
-      }
-      console.error(`idle ${b.name} round ${round + 1}: sluice ${ours.at(-1)!.toFixed(2)} %, raw ${theirs.at(-1)!.toFixed(2)} %`);
+    const contender = contenders[side];
+    const stop = await contender.start(N);
+    try {
+      await sleep(SETTLE_MS);
+      return await window(contender.name);
+    } finally {
+      await stop();
     }
   } finally {
-    await teardown();
+    await contenders.teardown();
   }
-  const a = median(ours);
-  const r = median(theirs);
-  return [[b.name, `${fmt(a, 2)} % (${sluice.name})`, `${fmt(r, 2)} % (${raw.name})`, r > 0 ? `${(a / r).toFixed(2)}×` : 'n/a', '≤ 1.00×']];
 }
 
-const BROKERS: Record<string, Broker> = { nats, rabbitmq, kafka };
+/** A CPU profile of the window only (setup and teardown left out), written to IDLE_PROFILE_DIR. */
+async function profile(): Promise<(file: string) => Promise<void>> {
+  const { Session } = await import('node:inspector/promises');
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.start');
+  return async (file) => {
+    const { profile: p } = await session.post('Profiler.stop');
+    writeFileSync(join(PROFILE_DIR!, file), JSON.stringify(p));
+    session.disconnect();
+  };
+}
+
+/** In the parent: one measurement in a fresh process. */
+async function measure(broker: string, side: Side | 'floor'): Promise<Sample> {
+  const script = fileURLToPath(import.meta.url);
+  const { stdout } = await promisify(execFile)(process.execPath, ['--expose-gc', '--import', 'tsx', script, '--child', broker, side], { maxBuffer: 1 << 20, timeout: WINDOW_MS + SETTLE_MS + 120_000 });
+  const line = stdout.trim().split('\n').at(-1)!;
+  return JSON.parse(line) as Sample;
+}
+
+const pct = (x: number) => fmt(x, 2);
+/** min / median / max, for the distribution column. */
+const spread = (xs: number[], f: (x: number) => string) => {
+  const s = sorted(xs);
+  return `${f(s[0]!)} / ${f(median(s))} / ${f(s.at(-1)!)}`;
+};
+
+async function measureBroker(key: string, b: Broker): Promise<string[][]> {
+  if (!(await reachable(...b.probe))) return [[b.name, `not measured: nothing listens on ${b.probe.join(':')}`, '', '', '', '']];
+  const ours: Sample[] = [];
+  const theirs: Sample[] = [];
+  for (let round = 0; round < ROUNDS; round++) {
+    // Alternate who goes first, so a drift of the machine's load does not favour one side.
+    if (round % 2 === 0) {
+      ours.push(await measure(key, 'sluice'));
+      theirs.push(await measure(key, 'raw'));
+    } else {
+      theirs.push(await measure(key, 'raw'));
+      ours.push(await measure(key, 'sluice'));
+    }
+    const s = ours.at(-1)!;
+    const r = theirs.at(-1)!;
+    console.error(`idle ${b.name} round ${round + 1}: sluice ${pct(s.cpu)} % [${s.slices.map(pct).join(' ')}], raw ${pct(r.cpu)} % [${r.slices.map(pct).join(' ')}], ${(s.cpu / r.cpu).toFixed(2)}×`);
+  }
+  const ratios = ours.map((s, i) => s.cpu / theirs[i]!.cpu);
+  const times = (x: number) => `${x.toFixed(2)}×`;
+  return [
+    [
+      b.name,
+      `${pct(median(ours.map((s) => s.cpu)))} % (${N} ${ours[0]!.name})`,
+      `${pct(median(theirs.map((s) => s.cpu)))} % (${N} ${theirs[0]!.name})`,
+      times(median(ratios)),
+      `ratios ${spread(ratios, times)}; ${SLICE_MS / 1000} s slices: sluice ${spread(ours.flatMap((s) => s.slices), pct)} %, raw ${spread(theirs.flatMap((s) => s.slices), pct)} %`,
+      '≤ 1.00×',
+    ],
+  ];
+}
 
 export async function run(only: string[] = []): Promise<string> {
   const rows: string[][] = [];
-  const floor = await cpuOver(Math.min(WINDOW_MS, 3_000));
+  const floor = await measure('none', 'floor');
   for (const [key, broker] of Object.entries(BROKERS)) {
     if (only.length > 0 && !only.includes(key)) continue;
     try {
-      rows.push(...(await measureBroker(broker)));
+      rows.push(...(await measureBroker(key, broker)));
     } catch (error) {
-      rows.push([broker.name, `not measured: ${error instanceof Error ? error.message : String(error)}`, '', '', '']);
+      rows.push([broker.name, `not measured: ${error instanceof Error ? error.message : String(error)}`, '', '', '', '']);
     }
   }
   return [
     '## Idle cost',
     '',
-    `${N} idle consumers per contender (nothing published), process CPU over ${WINDOW_MS / 1000} s after ${SETTLE_MS / 1000} s to settle, median of ${ROUNDS} alternating rounds after a warm-up round of each, % of one core${(globalThis as { gc?: unknown }).gc ? ', a full GC before each window' : ''}. The process with nothing running: ${fmt(floor, 2)} %.`,
+    `${N} idle consumers per contender (nothing published), each measurement in a process of its own: process CPU over ${WINDOW_MS / 1000} s after ${SETTLE_MS / 1000} s to settle and a full GC, % of one core; ${ROUNDS} rounds alternating which contender goes first. CPU columns: medians; sluice / raw: the median of the per-round ratios; distribution: per-round ratios and ${SLICE_MS / 1000} s slices of every window as min / median / max. A bare process over the same window: ${pct(floor.cpu)} %.`,
     '',
-    table(['broker', 'sluice', 'raw client', 'sluice / raw', 'target'], rows),
+    table(['broker', 'sluice', 'raw client', 'sluice / raw', 'distribution', 'target'], rows),
   ].join('\n');
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  console.log(await run(process.argv.slice(2)));
+  if (process.argv[2] === '--child') {
+    const sample = await child(process.argv[3]!, process.argv[4] as Side | 'floor');
+    console.log(JSON.stringify(sample));
+  } else {
+    console.log(await run(process.argv.slice(2)));
+  }
   process.exit(0);
 }

@@ -14,10 +14,13 @@ interface Due {
 /**
  * Commits each partition's done prefix (`DonePrefix.end()`: the first offset not finished)
  * periodically, when a rebalance starts and at close. Only partitions of the current assignment
- * are named, and only while joined; the sends go one at a time.
+ * are named, and only while joined; the sends go one at a time. The timer runs only while
+ * something may be due: a tick that finds every done prefix confirmed stops it, and `wake()`
+ * (a batch taken, a message finished) starts it again, so an idle consumer has no commit timer.
  */
 export class Commits {
   #timer: NodeJS.Timeout | undefined;
+  #running = false;
   #chain: Promise<void> = Promise.resolve();
 
   constructor(
@@ -27,26 +30,53 @@ export class Commits {
   ) {}
 
   start(): void {
-    this.#timer ??= setInterval(() => void this.commit(), this.intervalMs);
-    this.#timer.unref();
+    this.#running = true;
+    this.wake();
   }
 
   stop(): void {
+    this.#running = false;
     clearInterval(this.#timer);
     this.#timer = undefined;
   }
 
+  /** A done prefix may have moved: commit it within intervalMs. */
+  wake(): void {
+    if (this.#timer !== undefined || !this.#running) return;
+    this.#timer = setInterval(this.#tick, this.intervalMs);
+    this.#timer.unref();
+  }
+
+  readonly #tick = (): void => {
+    const due = this.#due();
+    if (due.length === 0) {
+      // Everything confirmed: nothing can become due without a wake().
+      clearInterval(this.#timer);
+      this.#timer = undefined;
+      return;
+    }
+    this.#commit(due);
+  };
+
   /** What to commit is read now (a rebalance may be about to start); resolves once it was sent. */
   commit(): Promise<void> {
-    const group = this.group;
-    const client = group.client;
-    if (!client || !group.joined) return this.#chain;
+    return this.#commit(this.#due());
+  }
+
+  /** Every partition whose done prefix is ahead of what Kafka confirmed (a failed or skipped commit stays due). */
+  #due(): Due[] {
     const due: Due[] = [];
-    for (const state of group.states.values()) {
+    for (const state of this.group.states.values()) {
       const offset = state.tracker.pendingConfirm();
       if (offset !== undefined) due.push({ state, offset });
     }
-    if (due.length === 0) return this.#chain;
+    return due;
+  }
+
+  #commit(due: Due[]): Promise<void> {
+    const group = this.group;
+    const client = group.client;
+    if (!client || !group.joined || due.length === 0) return this.#chain;
     this.#chain = this.#chain.then(() => this.#send(client, due));
     return this.#chain;
   }

@@ -1,4 +1,5 @@
 import type { EachBatchPayload } from 'kafkajs';
+import type { Commits } from './commits.js';
 import type { Group } from './group.js';
 import { laneOf } from './key-scheduler.js';
 import type { ResolvedKafkaOptions } from './options.js';
@@ -20,6 +21,7 @@ export class Intake {
     private readonly o: ResolvedKafkaOptions,
     private readonly group: Group,
     private readonly outcomes: Outcomes,
+    private readonly commits: Commits,
   ) {}
 
   async eachBatch({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> {
@@ -35,7 +37,10 @@ export class Intake {
     // so it is done once per run of taken messages: before every wait and every return.
     let taken: string | undefined;
     const resolve = () => {
-      if (taken !== undefined) resolveOffset(taken);
+      if (taken !== undefined) {
+        resolveOffset(taken);
+        this.commits.wake(); // a take past a gap moves the done prefix too
+      }
       taken = undefined;
     };
     // Only an await lets a rebalance, a stop or a seek in: check on entry and after each wait
@@ -103,6 +108,7 @@ export class Intake {
     resolve();
     // Everything taken: also step over offsets that carry no message (transaction markers).
     state.tracker.advanceTo(Number(batch.lastOffset()) + 1);
+    this.commits.wake();
   }
 
   /**

@@ -3,7 +3,8 @@ import { KafkaDelivery, type DeliveryHooks } from './delivery.js';
 import type { Group } from './group.js';
 import type { ResolvedKafkaOptions } from './options.js';
 import type { PartitionState, Work } from './partition.js';
-import type { KafkaPublisher } from './publisher.js';
+import type { Commits } from './commits.js';
+import type { DeadLetterProducer } from './dead-letters.js';
 
 interface Ready {
   state: PartitionState;
@@ -22,8 +23,8 @@ const GATED_RETRY_MS = 100;
  */
 export class Outcomes implements DeliveryHooks {
   context!: SourceContext;
-  /** The dead-letter producer, connected at start. */
-  dlq: KafkaPublisher | undefined;
+  /** The dead-letter producer, made at start. */
+  dlq: DeadLetterProducer | undefined;
   #ready: Ready[] = [];
   #readyHead = 0;
   #flushScheduled = false;
@@ -34,6 +35,7 @@ export class Outcomes implements DeliveryHooks {
     private readonly o: ResolvedKafkaOptions,
     private readonly group: Group,
     private readonly name: string,
+    private readonly commits: Commits,
   ) {}
 
   /** Hands a message to the runtime. Anything but 'accepted' is a refusal the caller gives back (seek back or keep holding). */
@@ -45,7 +47,7 @@ export class Outcomes implements DeliveryHooks {
 
   finished(state: PartitionState, work: Work): void {
     if (state.revoked) return;
-    state.tracker.done(work.offset);
+    if (state.tracker.done(work.offset)) this.commits.wake();
     const next = work.lane === undefined ? undefined : state.lanes.next(work.lane);
     if (next !== undefined) this.hold(state, next);
     this.release(state);

@@ -1,12 +1,12 @@
 import type { Consumer as KafkajsConsumer } from 'kafkajs';
 import { connectAtStart, type Source, type SourceCapabilities, type SourceContext, type SourceEvent } from '../../src/adapter/index.js';
 import { Commits } from './commits.js';
-import { Group, within } from './group.js';
+import { DeadLetterProducer } from './dead-letters.js';
+import { Group } from './group.js';
 import { Intake } from './intake.js';
 import type { ResolvedKafkaOptions } from './options.js';
 import { Outcomes } from './outcomes.js';
 import type { PauseReason } from './partition.js';
-import { unconnectedPublisher } from './publisher.js';
 
 /** Retries wait in the adapter (the offset stays open), so the runtime never holds them; a refusal is a pause and seek back. */
 const CAPABILITIES: SourceCapabilities = Object.freeze({ delayedRetry: true, redelivery: true, pause: true });
@@ -52,9 +52,9 @@ export class KafkaSource implements Source, KafkaSourceView {
       rebalancing: () => void this.#commits.commit(),
       report,
     });
-    this.#outcomes = new Outcomes(o, this.#group, this.name);
-    this.#intake = new Intake(o, this.#group, this.#outcomes);
     this.#commits = new Commits(this.#group, o.commitIntervalMs, report);
+    this.#outcomes = new Outcomes(o, this.#group, this.name, this.#commits);
+    this.#intake = new Intake(o, this.#group, this.#outcomes, this.#commits);
   }
 
   get client(): KafkajsConsumer | undefined {
@@ -79,14 +79,11 @@ export class KafkaSource implements Source, KafkaSourceView {
     context.report({ type: 'connected', detail: `${this.name} (group ${o.groupId}) at ${o.where}` });
   }
 
-  /** The dead-letter producer, connected within the same start attempt and bound. */
+  /** The dead-letter producer, connected within the same start attempt and bound (then only while dead letters go out). */
   async #connectDeadLetters(): Promise<void> {
     if (this.#outcomes.dlq) return;
-    const dlq = unconnectedPublisher(this.#o.kafka, this.#o.deadLetterAutoCreate);
-    await within(dlq.producer.connect(), this.#o.connectTimeoutMs, 'the dead-letter producer', () => dlq.close()).catch(async (error: unknown) => {
-      await dlq.close();
-      throw error;
-    });
+    const dlq = new DeadLetterProducer(this.#o.kafka, this.#o.deadLetterAutoCreate);
+    await dlq.start(this.#o.connectTimeoutMs);
     this.#outcomes.dlq = dlq;
   }
 
