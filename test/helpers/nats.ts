@@ -51,7 +51,7 @@ export async function natsFixture(url?: string): Promise<NatsFixture> {
   };
 }
 
-export const unique = (prefix: string) => `${prefix}-${randomUUID().slice(0, 8)}`;
+export { unique } from './names.js';
 
 /** Retries a JetStream API call that times out or finds JetStream not ready yet, for up to 30 s. */
 async function untilJetStreamAnswers<T>(call: () => Promise<T>): Promise<T> {

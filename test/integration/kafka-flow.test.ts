@@ -3,111 +3,23 @@
  * offsets at the end, overload pause/resume, crash/restart, a rebalance, a poison message, bad
  * input. Exact outcomes by message id (the `message-id` header).
  */
-import { randomUUID } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
-import { Kafka, logLevel, type Admin } from 'kafkajs';
+import { logLevel } from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { kafkaConsumer, kafkaPublisher, ORIGIN_HEADERS, type KafkaConsumer, type KafkaPublisher, type KafkaRecord } from '../../adapters/kafka/index.js';
-import { DEAD_LETTER_HEADERS, PermanentError, WorkerPool, type Consumer, type Message } from '../../src/index.js';
-import { kafkaBrokers } from '../helpers/brokers.js';
+import { kafkaConsumer, ORIGIN_HEADERS, type KafkaConsumer, type KafkaRecord } from '../../adapters/kafka/index.js';
+import { DEAD_LETTER_HEADERS, PermanentError, WorkerPool, type Message } from '../../src/index.js';
+import { kafkaFixture, type KafkaFixture, type Sent } from '../helpers/kafka.js';
 import { until } from '../helpers/wait.js';
 
-let brokers: string[];
-let kafka: Kafka;
-let admin: Admin;
-let publisher: KafkaPublisher;
-const consumers: Consumer[] = [];
+let kafka: KafkaFixture;
 
 beforeAll(async () => {
-  brokers = await kafkaBrokers();
-  kafka = new Kafka({ clientId: 'sluice-test', brokers, logLevel: logLevel.NOTHING });
-  admin = kafka.admin();
-  await admin.connect();
-  publisher = await kafkaPublisher({ kafka });
+  kafka = await kafkaFixture();
 });
 
 afterAll(async () => {
-  for (const c of consumers) await c.stop({ timeoutMs: 1000 }).catch(() => {});
-  await publisher?.close();
-  await admin?.disconnect();
+  await kafka?.close();
 });
-
-const unique = (prefix: string) => `${prefix}-${randomUUID().slice(0, 8)}`;
-
-async function topic(partitions: number, prefix = 'sluice-k'): Promise<string> {
-  const name = unique(prefix);
-  await admin.createTopics({ topics: [{ topic: name, numPartitions: partitions }], waitForLeaders: true });
-  return name;
-}
-
-interface Sent {
-  id: string;
-  key: string;
-  seq: number;
-}
-
-/** Publishes `n` JSON messages, `keys` distinct keys, each key's messages numbered 0, 1, 2… in order. */
-async function fill(name: string, n: number, keys: number, prefix = 'm'): Promise<Sent[]> {
-  const sent: Sent[] = [];
-  const seqs = new Map<string, number>();
-  for (let i = 0; i < n; i++) {
-    const key = `k${i % keys}`;
-    const seq = seqs.get(key) ?? 0;
-    seqs.set(key, seq + 1);
-    sent.push({ id: `${prefix}-${i}`, key, seq });
-  }
-  for (let i = 0; i < sent.length; i += 2000) {
-    await publisher.publish(
-      name,
-      sent.slice(i, i + 2000).map((s) => ({ key: s.key, value: JSON.stringify(s), headers: { 'message-id': s.id } })),
-    );
-  }
-  return sent;
-}
-
-/** Committed offsets of a group per partition, and the log end offsets. */
-async function offsets(groupId: string, name: string): Promise<{ committed: number[]; end: number[] }> {
-  const [fetched] = await admin.fetchOffsets({ groupId, topics: [name] });
-  const ends = await admin.fetchTopicOffsets(name);
-  const byPartition = <T extends { partition: number; offset: string }>(list: T[]) =>
-    [...list].sort((a, b) => a.partition - b.partition).map((p) => Number(p.offset));
-  return { committed: byPartition(fetched!.partitions), end: byPartition(ends) };
-}
-
-function consumer(options: Partial<Parameters<typeof kafkaConsumer>[0]> & Pick<Parameters<typeof kafkaConsumer>[0], 'handler' | 'pool' | 'groupId' | 'topics'>) {
-  const c = kafkaConsumer({
-    kafka: { brokers, clientId: 'sluice-test', logLevel: logLevel.NOTHING, retry: { retries: 2, initialRetryTime: 100 } },
-    fromBeginning: true,
-    sessionTimeout: 10_000,
-    heartbeatInterval: 1000,
-    commitIntervalMs: 200,
-    maxWaitTimeInMs: 100,
-    ...options,
-  });
-  consumers.push(c as Consumer);
-  return c;
-}
-
-/** Reads `n` messages from a topic (a dead-letter topic) with a plain kafkajs consumer. */
-async function readTopic(name: string, n: number) {
-  const reader = kafka.consumer({ groupId: unique('sluice-reader'), sessionTimeout: 10_000, heartbeatInterval: 1000, maxWaitTimeInMs: 100 });
-  const got: { key: string | undefined; value: string; headers: Record<string, string> }[] = [];
-  await reader.connect();
-  await reader.subscribe({ topic: name, fromBeginning: true });
-  await reader.run({
-    eachMessage: async ({ message }) => {
-      const headers: Record<string, string> = {};
-      for (const [k, v] of Object.entries(message.headers ?? {})) headers[k] = String(v);
-      got.push({ key: message.key?.toString(), value: message.value?.toString() ?? '', headers });
-    },
-  });
-  try {
-    await until(() => got.length >= n, `${n} message(s) in ${name}`, 30_000);
-  } finally {
-    await reader.disconnect();
-  }
-  return got;
-}
 
 const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -115,17 +27,17 @@ const body = (m: Message<KafkaRecord>) => m.json<Sent>();
 
 describe('kafkaConsumer on a real Kafka', () => {
   it("20,000 messages over 6 partitions, pool 8 + 16, 'key' ordering: every id, per-key order, offsets committed to the end", async () => {
-    const name = await topic(6);
-    const sent = await fill(name, 20_000, 300);
+    const name = await kafka.topic(6);
+    const sent = await kafka.fill(name, 20_000, 300);
     const pool = new WorkerPool({ maxConcurrency: 8, maxQueueSize: 16 });
-    const groupId = unique('sluice-g');
+    const groupId = kafka.group();
     const handled = new Map<string, number>();
     const lastSeq = new Map<string, number>();
     const outOfOrder: string[] = [];
     const running = new Set<string>();
     let concurrentSameKey = 0;
     let maxPending = 0;
-    const c = consumer({
+    const c = kafka.consumer({
       groupId,
       topics: [name],
       pool,
@@ -151,14 +63,14 @@ describe('kafkaConsumer on a real Kafka', () => {
     expect(outOfOrder).toEqual([]);
     expect(concurrentSameKey).toBe(0);
     expect(maxPending).toBeLessThanOrEqual(16);
-    const { committed, end } = await offsets(groupId, name);
+    const { committed, end } = await kafka.offsets(groupId, name);
     expect(committed).toEqual(end);
     expect(end.reduce((a, b) => a + b, 0)).toBe(20_000);
     await pool.close();
   }, 120_000);
 
   it('overload with a shared pool and a fast producer: partitions pause and resume, nothing lost, bounds kept', async () => {
-    const [ta, tb] = [await topic(3), await topic(3)];
+    const [ta, tb] = [await kafka.topic(3), await kafka.topic(3)];
     const pool = new WorkerPool({ maxConcurrency: 2, maxQueueSize: 4 });
     const handled = new Map<string, number>();
     let maxPending = 0;
@@ -168,12 +80,12 @@ describe('kafkaConsumer on a real Kafka', () => {
       await sleep(2 + (body(m).seq % 3));
       handled.set(m.id, (handled.get(m.id) ?? 0) + 1);
     };
-    const groupId = unique('sluice-g');
-    const a = consumer({ groupId, topics: [ta], pool, handler, maxHeldPerPartition: 8 });
+    const groupId = kafka.group();
+    const a = kafka.consumer({ groupId, topics: [ta], pool, handler, maxHeldPerPartition: 8 });
     // The second one in 'partition' order: never two messages of one partition at once.
     const busy = new Set<number>();
     let overlap = 0;
-    const b = consumer({
+    const b = kafka.consumer({
       groupId: `${groupId}-b`,
       topics: [tb],
       pool,
@@ -199,7 +111,7 @@ describe('kafkaConsumer on a real Kafka', () => {
       }
     }, 2);
     // The producer is much faster than 2 handlers at a few ms each.
-    const sent = [...(await fill(ta, 600, 40, 'a')), ...(await fill(tb, 600, 40, 'b'))];
+    const sent = [...(await kafka.fill(ta, 600, 40, 'a')), ...(await kafka.fill(tb, 600, 40, 'b'))];
     await until(() => handled.size === 1200, '1200 handled', 60_000);
     clearInterval(sampler);
     await a.stop();
@@ -220,7 +132,7 @@ describe('kafkaConsumer on a real Kafka', () => {
   }, 90_000);
 
   it("the runtime's overload path: a pool that hides its capacity makes dispatch answer 'overloaded'; paused, resumed, nothing lost", async () => {
-    const name = await topic(2);
+    const name = await kafka.topic(2);
     /** Reports room it does not have, so the adapter dispatches into a full pool and the runtime refuses. */
     class BlindPool extends WorkerPool {
       override get freeCapacity(): number {
@@ -230,8 +142,8 @@ describe('kafkaConsumer on a real Kafka', () => {
     const pool = new BlindPool({ maxConcurrency: 2, maxQueueSize: 2 });
     const handled = new Map<string, number>();
     let maxPending = 0;
-    const c = consumer({
-      groupId: unique('sluice-g'),
+    const c = kafka.consumer({
+      groupId: kafka.group(),
       topics: [name],
       pool,
       ordering: 'unordered',
@@ -246,7 +158,7 @@ describe('kafkaConsumer on a real Kafka', () => {
     c.on('paused', () => events.paused++);
     c.on('resumed', () => events.resumed++);
     c.on('givenBack', () => events.givenBack++);
-    const sent = await fill(name, 300, 300);
+    const sent = await kafka.fill(name, 300, 300);
     await c.start();
     await until(() => handled.size === 300, '300 handled', 60_000);
     await c.stop();
@@ -261,12 +173,12 @@ describe('kafkaConsumer on a real Kafka', () => {
   }, 60_000);
 
   it('crash/restart: stop mid-stream abandoning what is in flight, a new member resumes: every id at least once, duplicates only past the commit', async () => {
-    const name = await topic(3);
-    const sent = await fill(name, 1500, 100);
-    const groupId = unique('sluice-g');
+    const name = await kafka.topic(3);
+    const sent = await kafka.fill(name, 1500, 100);
+    const groupId = kafka.group();
     const first = new Map<string, { partition: number; offset: number }>();
     const pool1 = new WorkerPool({ maxConcurrency: 4, maxQueueSize: 8 });
-    const c1 = consumer({
+    const c1 = kafka.consumer({
       groupId,
       topics: [name],
       pool: pool1,
@@ -280,10 +192,10 @@ describe('kafkaConsumer on a real Kafka', () => {
     await until(() => first.size >= 500, '500 handled by the first member', 60_000);
     const stopped = await c1.stop({ timeoutMs: 0 });
     expect(first.size).toBeLessThan(1500);
-    const { committed } = await offsets(groupId, name);
+    const { committed } = await kafka.offsets(groupId, name);
     const second = new Map<string, { partition: number; offset: number }>();
     const pool2 = new WorkerPool({ maxConcurrency: 4, maxQueueSize: 8 });
-    const c2 = consumer({
+    const c2 = kafka.consumer({
       groupId,
       topics: [name],
       pool: pool2,
@@ -307,15 +219,15 @@ describe('kafkaConsumer on a real Kafka', () => {
     expect(stopped.drained).toBe(false);
     expect(stopped.givenBack).toBeGreaterThan(0);
     expect(duplicates.length + [...second.keys()].filter((id) => !first.has(id)).length).toBe(second.size);
-    const end = await offsets(groupId, name);
+    const end = await kafka.offsets(groupId, name);
     expect(end.committed).toEqual(end.end);
     await pool1.close();
     await pool2.close();
   }, 90_000);
 
   it('rebalance: a second member joins mid-stream and leaves again: no loss, no commit for a partition not owned', async () => {
-    const name = await topic(6);
-    const groupId = unique('sluice-g');
+    const name = await kafka.topic(6);
+    const groupId = kafka.group();
     const handled = new Map<string, number>();
     const byMember = { a: 0, b: 0 };
     const handler = (who: 'a' | 'b') => async (m: Message<KafkaRecord>) => {
@@ -342,35 +254,35 @@ describe('kafkaConsumer on a real Kafka', () => {
       });
       return joins;
     };
-    const sent = await fill(name, 1000, 200, 'r1');
-    const a = consumer({ groupId, topics: [name], pool: { maxConcurrency: 4, maxQueueSize: 8 }, handler: handler('a') });
+    const sent = await kafka.fill(name, 1000, 200, 'r1');
+    const a = kafka.consumer({ groupId, topics: [name], pool: { maxConcurrency: 4, maxQueueSize: 8 }, handler: handler('a') });
     await a.start();
     const joinsA = watch(a, 'a');
     await until(() => handled.size >= 300, '300 handled by the first member', 60_000);
-    const b = consumer({ groupId, topics: [name], pool: { maxConcurrency: 4, maxQueueSize: 8 }, handler: handler('b') });
+    const b = kafka.consumer({ groupId, topics: [name], pool: { maxConcurrency: 4, maxQueueSize: 8 }, handler: handler('b') });
     await b.start();
     const joinsB = watch(b, 'b');
     await until(() => joinsA[joinsA.length - 1]!.length < 6, 'the first member gave partitions up', 30_000);
-    sent.push(...(await fill(name, 1000, 200, 'r2')));
+    sent.push(...(await kafka.fill(name, 1000, 200, 'r2')));
     await until(() => byMember.b >= 200, 'the second member handled 200', 60_000);
     await b.stop();
     await until(() => joinsA[joinsA.length - 1]!.length === 6, 'the first member owns all partitions again', 30_000);
-    sent.push(...(await fill(name, 1000, 200, 'r3')));
+    sent.push(...(await kafka.fill(name, 1000, 200, 'r3')));
     await until(() => handled.size === 3000, 'all 3000 handled', 60_000);
     await a.stop();
     expect([...handled.keys()].sort()).toEqual(sent.map((s) => s.id).sort());
     expect(joinsB[0]!.length).toBeGreaterThan(0);
     expect(violations).toEqual([]);
-    const { committed, end } = await offsets(groupId, name);
+    const { committed, end } = await kafka.offsets(groupId, name);
     expect(committed).toEqual(end);
   }, 120_000);
 
   it('handlers longer than sessionTimeout, with the pool full meanwhile: the member stays in the group (no rebalance), each message once', async () => {
-    const name = await topic(1);
-    const sent = await fill(name, 4, 4);
+    const name = await kafka.topic(1);
+    const sent = await kafka.fill(name, 4, 4);
     const handled = new Map<string, number>();
-    const c = consumer({
-      groupId: unique('sluice-g'),
+    const c = kafka.consumer({
+      groupId: kafka.group(),
       topics: [name],
       sessionTimeout: 6000, // the broker's group.min.session.timeout.ms
       heartbeatInterval: 1000,
@@ -395,16 +307,16 @@ describe('kafkaConsumer on a real Kafka', () => {
   }, 60_000);
 
   it('poison message: retried maxAttempts times, then in the dead-letter topic with headers; its partition keeps flowing', async () => {
-    const name = await topic(2);
-    const sent = await fill(name, 200, 20);
+    const name = await kafka.topic(2);
+    const sent = await kafka.fill(name, 200, 20);
     const poison = sent[42]!;
     const attempts: number[] = [];
     const handled = new Map<string, number>();
     const samePartitionWhileRetrying = new Set<string>();
     let poisonPartition = -1;
     let retrying = false;
-    const c = consumer({
-      groupId: unique('sluice-g'),
+    const c = kafka.consumer({
+      groupId: kafka.group(),
       topics: [name],
       pool: { maxConcurrency: 4, maxQueueSize: 8 },
       ordering: 'key',
@@ -434,7 +346,7 @@ describe('kafkaConsumer on a real Kafka', () => {
     expect(handled.has(poison.id)).toBe(false);
     expect([...handled.values()].every((n) => n === 1)).toBe(true);
     expect(samePartitionWhileRetrying.size).toBeGreaterThan(0);
-    const [dl] = await readTopic(`${name}.dlq`, 1);
+    const [dl] = await kafka.readTopic(`${name}.dlq`, 1);
     expect(dl!.key).toBe(poison.key);
     expect(JSON.parse(dl!.value)).toEqual(poison);
     expect(dl!.headers[DEAD_LETTER_HEADERS.attempts]).toBe('3');
@@ -447,13 +359,13 @@ describe('kafkaConsumer on a real Kafka', () => {
   }, 60_000);
 
   it('a dead-letter produce that fails leaves the offset uncommitted; the handler runs once, the dead letter is set aside and tried again; the partition flows', async () => {
-    const name = await topic(1);
-    const sent = await fill(name, 30, 5);
+    const name = await kafka.topic(1);
+    const sent = await kafka.fill(name, 30, 5);
     const poison = sent[10]!;
     let runs = 0;
     const handled = new Set<string>();
-    const groupId = unique('sluice-g');
-    const c = consumer({
+    const groupId = kafka.group();
+    const c = kafka.consumer({
       groupId,
       topics: [name],
       pool: { maxConcurrency: 2, maxQueueSize: 2 },
@@ -481,13 +393,13 @@ describe('kafkaConsumer on a real Kafka', () => {
     expect(errors.filter((e) => e === `dead-letter:${poison.id}`).length).toBeGreaterThanOrEqual(2);
     expect(c.status().deadLettered).toBe(0);
     // Nothing at or after the poison's offset (10 on a single partition) was committed.
-    const { committed } = await offsets(groupId, name);
+    const { committed } = await kafka.offsets(groupId, name);
     expect(committed).toEqual([10]);
   }, 60_000);
 
   it('bad input: unreachable brokers fail start clearly, invalid options throw at construction, a non-JSON body is dead-lettered', async () => {
     // Unreachable: a clear error after the configured attempts, no hang, no password in it.
-    const groupId = unique('sluice-g');
+    const groupId = kafka.group();
     const unreachable = kafkaConsumer({
       kafka: { brokers: ['127.0.0.1:1'], logLevel: logLevel.NOTHING, retry: { retries: 0 }, connectionTimeout: 500, sasl: { mechanism: 'plain', username: 'u', password: 's3cret-pw' } },
       groupId,
@@ -510,7 +422,7 @@ describe('kafkaConsumer on a real Kafka', () => {
     expect(unreachable.state).toBe('stopped');
 
     // Invalid options: named at construction.
-    const base = { kafka: { brokers }, groupId: 'g', topics: ['t'], pool: { maxConcurrency: 1, maxQueueSize: 1 }, handler: () => {} };
+    const base = { kafka: { brokers: kafka.brokers }, groupId: 'g', topics: ['t'], pool: { maxConcurrency: 1, maxQueueSize: 1 }, handler: () => {} };
     const invalid: [Record<string, unknown>, RegExp][] = [
       [{ groupId: '' }, /option "groupId" must be a non-empty string, got ""/],
       [{ topics: [] }, /option "topics" must be a non-empty array/],
@@ -531,15 +443,15 @@ describe('kafkaConsumer on a real Kafka', () => {
     }
 
     // A body no JSON handler can read: dead-lettered at once, the rest handled.
-    const name = await topic(1);
-    await publisher.publish(name, [
+    const name = await kafka.topic(1);
+    await kafka.publisher.publish(name, [
       { key: 'x', value: JSON.stringify({ ok: 1 }), headers: { 'message-id': 'good-1' } },
       { key: 'x', value: 'this is not json', headers: { 'message-id': 'malformed-1' } },
       { key: 'x', value: JSON.stringify({ ok: 2 }), headers: { 'message-id': 'good-2' } },
     ]);
     const handled: string[] = [];
-    const c = consumer({
-      groupId: unique('sluice-g'),
+    const c = kafka.consumer({
+      groupId: kafka.group(),
       topics: [name],
       pool: { maxConcurrency: 2, maxQueueSize: 2 },
       handler: async (m) => {
@@ -554,15 +466,15 @@ describe('kafkaConsumer on a real Kafka', () => {
     await c.stop();
     expect(handled).toEqual(['good-1', 'good-2']);
     expect(dead).toEqual([{ id: 'malformed-1', attempts: 1, reason: 'permanent-error' }]);
-    const [dl] = await readTopic(`${name}.dlq`, 1);
+    const [dl] = await kafka.readTopic(`${name}.dlq`, 1);
     expect(dl!.value).toBe('this is not json');
     expect(dl!.headers[DEAD_LETTER_HEADERS.errorName]).toBe('DecodeError');
     expect(dl!.headers[ORIGIN_HEADERS.offset]).toBe('1');
   }, 60_000);
 
   it('connection cut mid-stream: kafkajs crashes and restarts, the adapter reports it and loses nothing', async () => {
-    const name = await topic(3);
-    const sent = await fill(name, 1500, 100);
+    const name = await kafka.topic(3);
+    const sent = await kafka.fill(name, 1500, 100);
     const sockets = new Set<Socket>();
     let refuse = false;
     // Every connection of this consumer goes through here, so the test can cut them all.
@@ -573,9 +485,9 @@ describe('kafkaConsumer on a real Kafka', () => {
       return socket;
     };
     const handled = new Map<string, number>();
-    const groupId = unique('sluice-g');
-    const c = consumer({
-      kafka: { brokers, clientId: 'sluice-test', logLevel: logLevel.NOTHING, retry: { retries: 1, initialRetryTime: 100, maxRetryTime: 200 }, socketFactory },
+    const groupId = kafka.group();
+    const c = kafka.consumer({
+      kafka: { brokers: kafka.brokers, clientId: 'sluice-test', logLevel: logLevel.NOTHING, retry: { retries: 1, initialRetryTime: 100, maxRetryTime: 200 }, socketFactory },
       groupId,
       topics: [name],
       pool: { maxConcurrency: 4, maxQueueSize: 8 },
@@ -599,7 +511,7 @@ describe('kafkaConsumer on a real Kafka', () => {
     expect(cut).toBeGreaterThan(0);
     expect([...handled.keys()].sort()).toEqual(sent.map((s) => s.id).sort());
     expect(c.health().ready).toBe(false); // stopped
-    const { committed, end } = await offsets(groupId, name);
+    const { committed, end } = await kafka.offsets(groupId, name);
     expect(committed).toEqual(end);
   }, 90_000);
 });

@@ -2,124 +2,37 @@
  * Runtime-v2 settlement on a real Kafka: a dead-letter topic that refuses (missing, auto-create
  * off) and a rebalance with a deep pool queue (revoked partitions' queued deliveries never start).
  */
-import { randomUUID } from 'node:crypto';
-import { Kafka, logLevel, type Admin } from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { kafkaConsumer, kafkaPublisher, ORIGIN_HEADERS, type KafkaConsumer, type KafkaPublisher } from '../../adapters/kafka/index.js';
+import { ORIGIN_HEADERS } from '../../adapters/kafka/index.js';
 import { DEAD_LETTER_HEADERS, PermanentError, WorkerPool } from '../../src/index.js';
-import { kafkaBrokers } from '../helpers/brokers.js';
-import { tick } from '../helpers/wait.js';
+import { kafkaFixture, type FixtureConsumerOptions, type KafkaFixture } from '../helpers/kafka.js';
+import { unique } from '../helpers/names.js';
+import { until } from '../helpers/wait.js';
 
-let brokers: string[];
-let kafka: Kafka;
-let admin: Admin;
-let publisher: KafkaPublisher;
-const consumers: KafkaConsumer[] = [];
+let kafka: KafkaFixture;
 
 beforeAll(async () => {
-  brokers = await kafkaBrokers();
-  kafka = new Kafka({ clientId: 'sluice-test', brokers, logLevel: logLevel.NOTHING });
-  admin = kafka.admin();
-  await admin.connect();
-  publisher = await kafkaPublisher({ kafka });
+  kafka = await kafkaFixture();
 });
 
 afterAll(async () => {
-  for (const c of consumers) await c.stop({ timeoutMs: 1000 }).catch(() => {});
-  await publisher?.close();
-  await admin?.disconnect();
+  await kafka?.close();
 });
 
-const unique = (prefix: string) => `${prefix}-${randomUUID().slice(0, 8)}`;
-/** Polls `condition` (refreshing what it reads with `refresh` first) until true; `limitMs` only guards against a hang. */
-async function until(condition: () => boolean, what: string, limitMs = 10_000, refresh?: () => Promise<unknown>): Promise<void> {
-  const deadline = Date.now() + limitMs;
-  for (;;) {
-    if (refresh) await refresh();
-    if (condition()) return;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for: ${what}`);
-    await tick(refresh ? 100 : 5);
-  }
-}
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-async function topic(partitions: number): Promise<string> {
-  const name = unique('sluice-ks');
-  await admin.createTopics({ topics: [{ topic: name, numPartitions: partitions }], waitForLeaders: true });
-  return name;
-}
-
-interface Sent {
-  id: string;
-  key: string;
-  seq: number;
-}
-
-async function fill(name: string, n: number, keys: number): Promise<Sent[]> {
-  const sent: Sent[] = [];
-  const seqs = new Map<string, number>();
-  for (let i = 0; i < n; i++) {
-    const key = `k${i % keys}`;
-    const seq = seqs.get(key) ?? 0;
-    seqs.set(key, seq + 1);
-    sent.push({ id: `m-${i}`, key, seq });
-  }
-  await publisher.publish(name, sent.map((s) => ({ key: s.key, value: JSON.stringify(s), headers: { 'message-id': s.id } })));
-  return sent;
-}
-
-async function offsets(groupId: string, name: string): Promise<{ committed: number[]; end: number[] }> {
-  const [fetched] = await admin.fetchOffsets({ groupId, topics: [name] });
-  const ends = await admin.fetchTopicOffsets(name);
-  const byPartition = <T extends { partition: number; offset: string }>(list: T[]) => [...list].sort((a, b) => a.partition - b.partition).map((p) => Number(p.offset));
-  return { committed: byPartition(fetched!.partitions), end: byPartition(ends) };
-}
-
-function consumer(options: Partial<Parameters<typeof kafkaConsumer>[0]> & Pick<Parameters<typeof kafkaConsumer>[0], 'handler' | 'pool' | 'groupId' | 'topics'>): KafkaConsumer {
-  const c = kafkaConsumer({
-    kafka: { brokers, clientId: 'sluice-test', logLevel: logLevel.NOTHING, retry: { retries: 2, initialRetryTime: 100 } },
-    fromBeginning: true,
-    sessionTimeout: 10_000,
-    heartbeatInterval: 250,
-    commitIntervalMs: 200,
-    maxWaitTimeInMs: 100,
-    ...options,
-  });
-  consumers.push(c);
-  return c;
-}
-
-/** Every message of a topic, read from the beginning with a plain kafkajs consumer once the topic holds `n`. */
-async function readTopic(name: string, n: number) {
-  const reader = kafka.consumer({ groupId: unique('sluice-reader'), sessionTimeout: 10_000, heartbeatInterval: 1000, maxWaitTimeInMs: 100 });
-  const got: { key: string | undefined; value: string; headers: Record<string, string> }[] = [];
-  await reader.connect();
-  await reader.subscribe({ topic: name, fromBeginning: true });
-  await reader.run({
-    eachMessage: async ({ message }) => {
-      const headers: Record<string, string> = {};
-      for (const [k, v] of Object.entries(message.headers ?? {})) headers[k] = String(v);
-      got.push({ key: message.key?.toString(), value: message.value?.toString() ?? '', headers });
-    },
-  });
-  try {
-    await until(() => got.length >= n, `${n} message(s) in ${name}`, 30_000);
-  } finally {
-    await reader.disconnect();
-  }
-  return got;
-}
+/** The fixture's consumer, with a shorter heartbeat. */
+const consumer = (options: FixtureConsumerOptions) => kafka.consumer({ heartbeatInterval: 250, ...options });
 
 async function topicSize(name: string): Promise<number> {
-  const offsets = await admin.fetchTopicOffsets(name);
+  const offsets = await kafka.admin.fetchTopicOffsets(name);
   return offsets.reduce((sum, p) => sum + Number(p.high) - Number(p.low), 0);
 }
 
 describe('kafkaConsumer settlement on a real Kafka', () => {
   it('a dead-letter topic that does not exist (auto-create off): healthy messages flow, nothing is lost or committed past the failing ones, and once it exists each reaches it exactly once', async () => {
-    const name = await topic(2);
+    const name = await kafka.topic(2, 'sluice-ks');
     const dlq = unique('sluice-ks-dlq'); // not created yet
-    const sent = await fill(name, 60, 6);
+    const sent = await kafka.fill(name, 60, 6);
     // The third message of keys k0, k1, k2 fails for good.
     const failing = new Set(sent.filter((s) => ['k0', 'k1', 'k2'].includes(s.key) && s.seq === 2).map((s) => s.id));
     const blocked = sent.filter((s) => ['k0', 'k1', 'k2'].includes(s.key) && s.seq > 2);
@@ -127,7 +40,7 @@ describe('kafkaConsumer settlement on a real Kafka', () => {
     const runs = new Map<string, number>();
     const where = new Map<string, { partition: number; offset: number }>();
     const handled = new Map<string, number>();
-    const groupId = unique('sluice-g');
+    const groupId = kafka.group();
     const c = consumer({
       groupId,
       topics: [name],
@@ -156,14 +69,14 @@ describe('kafkaConsumer settlement on a real Kafka', () => {
     expect(c.status().deadLettered).toBe(0);
     // Committed up to the first failing message of each partition (the done prefix), never past it.
     const firstFailing = (partition: number) => Math.min(...[...where.values()].filter((w) => w.partition === partition).map((w) => w.offset));
-    let before = await offsets(groupId, name);
+    let before = await kafka.offsets(groupId, name);
     const expected = () => before.end.map((end, p) => Math.min(end, firstFailing(p)));
-    await until(() => before.committed.every((o, p) => o === expected()[p]), 'the done prefix committed', 30_000, async () => (before = await offsets(groupId, name)));
+    await until(() => before.committed.every((o, p) => o === expected()[p]), 'the done prefix committed', 30_000, async () => (before = await kafka.offsets(groupId, name)));
     expect(before.committed).toEqual(expected());
     expect(c.status().deadLettered).toBe(0);
 
     // The destination accepts again: each failing message reaches it, once.
-    await admin.createTopics({ topics: [{ topic: dlq, numPartitions: 1 }], waitForLeaders: true });
+    await kafka.admin.createTopics({ topics: [{ topic: dlq, numPartitions: 1 }], waitForLeaders: true });
     await until(() => c.status().deadLettered === failing.size, 'the failing messages dead-lettered', 60_000);
     await until(() => sent.every((s) => failing.has(s.id) || handled.has(s.id)), 'the blocked followers handled', 30_000);
     await c.stop();
@@ -171,7 +84,7 @@ describe('kafkaConsumer settlement on a real Kafka', () => {
     expect([...runs.values()]).toEqual([...failing].map(() => 1));
     expect([...handled.values()].every((n) => n === 1)).toBe(true);
     expect(await topicSize(dlq)).toBe(failing.size);
-    const dead = await readTopic(dlq, failing.size);
+    const dead = await kafka.readTopic(dlq, failing.size);
     expect(dead.map((d) => d.headers[DEAD_LETTER_HEADERS.messageId]).sort()).toEqual([...failing].sort());
     for (const d of dead) {
       const id = d.headers[DEAD_LETTER_HEADERS.messageId]!;
@@ -185,15 +98,15 @@ describe('kafkaConsumer settlement on a real Kafka', () => {
       expect(d.headers['message-id']).toBe(id);
       expect(JSON.parse(d.value).id).toBe(id);
     }
-    const after = await offsets(groupId, name);
+    const after = await kafka.offsets(groupId, name);
     expect(after.committed).toEqual(after.end);
-    await admin.deleteTopics({ topics: [dlq] }).catch(() => {});
+    await kafka.admin.deleteTopics({ topics: [dlq] }).catch(() => {});
   }, 120_000);
 
   it("a rebalance with a deep pool queue: a revoked partition's queued deliveries are never started", async () => {
-    const name = await topic(4);
-    const sent = await fill(name, 240, 240);
-    const groupId = unique('sluice-g');
+    const name = await kafka.topic(4, 'sluice-ks');
+    const sent = await kafka.fill(name, 240, 240);
+    const groupId = kafka.group();
     const startsA = new Map<string, number>();
     const startsB = new Map<string, number>();
     const done = new Set<string>();
@@ -243,7 +156,7 @@ describe('kafkaConsumer settlement on a real Kafka', () => {
     expect([...startsB.values()].every((n) => n === 1)).toBe(true);
     const twice = [...startsB.keys()].filter((id) => startsA.has(id));
     console.log(`rebalance: ${a.status().skippedStale} stale deliveries skipped by A, ${twice.length} ids started by both members`);
-    const { committed, end } = await offsets(groupId, name);
+    const { committed, end } = await kafka.offsets(groupId, name);
     expect(committed).toEqual(end);
     await poolA.close();
   }, 120_000);

@@ -6,22 +6,19 @@
  * brings every message, each handled exactly once. Conditions are polled (broker-side where
  * there is one), never slept on.
  */
-import { randomUUID } from 'node:crypto';
-import { Kafka, logLevel, type Admin } from 'kafkajs';
 import { connect as natsConnect, type NatsConnection } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { kafkaConsumer, kafkaPublisher, type KafkaConsumer, type KafkaPublisher } from '../../adapters/kafka/index.js';
+import type { KafkaConsumer } from '../../adapters/kafka/index.js';
 import { natsConsumer, natsSubscriber, type CoreSource, type JetStreamSource } from '../../adapters/nats/index.js';
 import { rabbitConsumer } from '../../adapters/rabbitmq/index.js';
 import type { Consumer } from '../../src/consumer.js';
 import type { FlowGate, GateDecision } from '../../src/flow/gate.js';
 import type { Message } from '../../src/message.js';
-import { kafkaBrokers } from '../helpers/brokers.js';
+import { kafkaFixture, type KafkaFixture } from '../helpers/kafka.js';
+import { unique } from '../helpers/names.js';
 import { natsFixture, type NatsFixture } from '../helpers/nats.js';
 import { rabbitFixture, type RabbitFixture } from '../helpers/rabbit.js';
 import { tick, until } from '../helpers/wait.js';
-
-const unique = (prefix: string) => `${prefix}-${randomUUID().slice(0, 8)}`;
 
 /** Polls an asynchronous (broker-side) condition; fails with `what` after `limitMs` (a hang guard, not a speed check). */
 async function eventually(condition: () => Promise<boolean>, what: string, limitMs = 20_000): Promise<void> {
@@ -224,68 +221,36 @@ describe('pause and resume at the broker: RabbitMQ', () => {
 // --- Kafka -------------------------------------------------------------------------------
 
 describe('pause and resume at the broker: Kafka', () => {
-  let brokers: string[];
-  let kafka: Kafka;
-  let admin: Admin;
-  let publisher: KafkaPublisher;
-  const consumers: Consumer<unknown>[] = [];
-  const topics: string[] = [];
-  const groups: string[] = [];
+  let kafka: KafkaFixture;
   beforeAll(async () => {
-    brokers = await kafkaBrokers();
-    kafka = new Kafka({ clientId: 'sluice-test', brokers, logLevel: logLevel.NOTHING });
-    admin = kafka.admin();
-    await admin.connect();
-    publisher = await kafkaPublisher({ kafka });
+    kafka = await kafkaFixture({ deleteOnClose: true, stopTimeoutMs: 2000 });
   });
   afterAll(async () => {
-    await stopAll(consumers);
-    await admin?.deleteGroups(groups).catch(() => {});
-    await admin?.deleteTopics({ topics }).catch(() => {});
-    await publisher?.close();
-    await admin?.disconnect();
+    await kafka?.close();
   });
 
-  async function produce(topic: string, n: number, prefix: string): Promise<string[]> {
-    const ids = Array.from({ length: n }, (_, i) => `${prefix}-${i}`);
-    await publisher.publish(
-      topic,
-      ids.map((id, i) => ({ key: `k${i % 7}`, value: JSON.stringify({ id }), headers: { 'message-id': id } })),
-    );
-    return ids;
-  }
+  const produce = async (topic: string, n: number, prefix: string): Promise<string[]> => (await kafka.fill(topic, n, 7, prefix)).map((s) => s.id);
 
-  const logEnd = async (topic: string) => (await admin.fetchTopicOffsets(topic)).reduce((sum, p) => sum + Number(p.offset), 0);
+  const logEnd = async (topic: string) => (await kafka.admin.fetchTopicOffsets(topic)).reduce((sum, p) => sum + Number(p.offset), 0);
 
   async function committedEqualsEnd(groupId: string, topic: string): Promise<boolean> {
-    const [fetched] = await admin.fetchOffsets({ groupId, topics: [topic] });
-    const ends = new Map((await admin.fetchTopicOffsets(topic)).map((p) => [p.partition, p.offset]));
-    return fetched!.partitions.every((p) => p.offset === ends.get(p.partition));
+    const { committed, end } = await kafka.offsets(groupId, topic);
+    return committed.every((offset, p) => offset === end[p]);
   }
 
   /** A fresh 3-partition topic and group, and a consumer of it whose handler records into `seen`. */
   async function setup(seen: ReturnType<typeof tally>, gates: FlowGate[] = []) {
-    const topic = unique('sluice-pause');
-    topics.push(topic);
-    await admin.createTopics({ topics: [{ topic, numPartitions: 3 }], waitForLeaders: true });
-    const groupId = unique('sluice-pause-g');
-    groups.push(groupId);
-    const consumer: KafkaConsumer = kafkaConsumer({
-      kafka: { brokers, clientId: 'sluice-test', logLevel: logLevel.NOTHING, retry: { retries: 2, initialRetryTime: 100 } },
+    const topic = await kafka.topic(3, 'sluice-pause');
+    const groupId = kafka.group('sluice-pause-g');
+    const consumer = kafka.consumer({
       groupId,
       topics: [topic],
-      fromBeginning: true,
-      sessionTimeout: 10_000,
-      heartbeatInterval: 1000,
-      commitIntervalMs: 200,
-      maxWaitTimeInMs: 100,
       pool: { maxConcurrency: 4, maxQueueSize: 8 },
       flow: { gates },
       handler: async (m) => {
         seen.record(m);
       },
     });
-    consumers.push(consumer as Consumer<unknown>);
     return { topic, groupId, consumer };
   }
 
@@ -326,7 +291,7 @@ describe('pause and resume at the broker: Kafka', () => {
     expect(client.paused()).toEqual(allPartitions(topic));
     // What was handled before the pause is committed meanwhile; the new messages are not.
     await eventually(async () => {
-      const [fetched] = await admin.fetchOffsets({ groupId, topics: [topic] });
+      const [fetched] = await kafka.admin.fetchOffsets({ groupId, topics: [topic] });
       return fetched!.partitions.reduce((sum, p) => sum + Number(p.offset), 0) === 30;
     }, 'the first 30 committed while paused');
 
@@ -389,11 +354,14 @@ describe('pause and resume at the broker: NATS', () => {
     await nats?.close();
   });
 
-  it('JetStream: pause leaves no waiting pull once the open one expires; published messages stay pending; resume handles all once', async () => {
-    const { stream, subject, dlq } = await nats.stream('SLUICE_PAUSE');
-    const durable = 'paused';
-    const pullExpiresMs = 1000;
-    const seen = tally();
+  const pullExpiresMs = 1000;
+
+  /**
+   * A fresh stream (and its dead-letter stream), a durable pull consumer of it whose handler records
+   * into `seen`, the server's info on that consumer, and a wait for the server to have nothing pending or unacked.
+   */
+  async function jetStream(prefix: string, durable: string, seen: ReturnType<typeof tally>, gates: FlowGate[] = []) {
+    const { stream, subject, dlq } = await nats.stream(prefix);
     const consumer = natsConsumer({
       servers: nats.url,
       stream,
@@ -401,6 +369,7 @@ describe('pause and resume at the broker: NATS', () => {
       consumerConfig: {},
       deadLetter: { subject: dlq },
       pullExpiresMs,
+      flow: { gates },
       pool: { maxConcurrency: 4, maxQueueSize: 8 },
       handler: async (m) => {
         seen.record(m);
@@ -408,6 +377,17 @@ describe('pause and resume at the broker: NATS', () => {
     });
     consumers.push(consumer as Consumer<unknown>);
     const info = () => nats.jsm.consumers.info(stream, durable);
+    const nothingPendingAtServer = () =>
+      eventually(async () => {
+        const i = await info();
+        return i.num_ack_pending === 0 && i.num_pending === 0;
+      }, 'nothing pending or unacked at the server');
+    return { subject, consumer, info, nothingPendingAtServer };
+  }
+
+  it('JetStream: pause leaves no waiting pull once the open one expires; published messages stay pending; resume handles all once', async () => {
+    const seen = tally();
+    const { subject, consumer, info, nothingPendingAtServer } = await jetStream('SLUICE_PAUSE', 'paused', seen);
     const first = await nats.fill(subject, 20, 'a');
     await consumer.start();
     await until(() => seen.total === 20, 'the first 20 handled');
@@ -431,10 +411,7 @@ describe('pause and resume at the broker: NATS', () => {
 
     await consumer.resume('user');
     await until(() => seen.total >= 50, 'all 50 handled after the resume', 30_000);
-    await eventually(async () => {
-      const i = await info();
-      return i.num_ack_pending === 0 && i.num_pending === 0;
-    }, 'nothing pending or unacked at the server');
+    await nothingPendingAtServer();
     await consumer.stop();
     seen.expectEachOnce([...first, ...second]);
     now = await info();
@@ -443,25 +420,9 @@ describe('pause and resume at the broker: NATS', () => {
   }, 60_000);
 
   it('JetStream: a flow gate that refuses stops the pulls until its resumeWhen settles; refused messages are held and handled once', async () => {
-    const { stream, subject, dlq } = await nats.stream('SLUICE_GATE');
-    const durable = 'gated';
     const gate = new SwitchGate();
     const seen = tally();
-    const consumer = natsConsumer({
-      servers: nats.url,
-      stream,
-      durable,
-      consumerConfig: {},
-      deadLetter: { subject: dlq },
-      pullExpiresMs: 1000,
-      flow: { gates: [gate] },
-      pool: { maxConcurrency: 4, maxQueueSize: 8 },
-      handler: async (m) => {
-        seen.record(m);
-      },
-    });
-    consumers.push(consumer as Consumer<unknown>);
-    const info = () => nats.jsm.consumers.info(stream, durable);
+    const { subject, consumer, info, nothingPendingAtServer } = await jetStream('SLUICE_GATE', 'gated', seen, [gate]);
     const first = await nats.fill(subject, 10, 'a');
     await consumer.start();
     await until(() => seen.total === 10, 'the first 10 handled');
@@ -489,10 +450,7 @@ describe('pause and resume at the broker: NATS', () => {
 
     gate.open();
     await until(() => seen.total >= 30, 'all 30 handled after the gate opened', 30_000);
-    await eventually(async () => {
-      const i = await info();
-      return i.num_ack_pending === 0 && i.num_pending === 0;
-    }, 'nothing pending or unacked at the server');
+    await nothingPendingAtServer();
     await consumer.stop();
     seen.expectEachOnce([...first, ...refusedBatch, ...later]);
     // Not asserted here: the attempt numbers of the refused messages (each nak counts as a JetStream delivery).
