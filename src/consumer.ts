@@ -327,7 +327,7 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
       if (info !== undefined) return this.#finishWithout(entry, { type: 'dead-letter', info });
     }
     this.#watchPool(entry.poolSignal!);
-    // The clock is read only when someone takes durations (metrics, gates): per message it was a visible cost.
+    // The clock is read only when someone takes durations (metrics, gates): per message it costs.
     if (this.#gates.length > 0 || this.listenerCount('handled') + this.listenerCount('failed') > 0) entry.startedAt = performance.now();
     const ctx = new Context(entry, message.deliveryAttempt);
     let handlerDone: Promise<void> | void;

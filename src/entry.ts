@@ -10,7 +10,7 @@ export interface EntryRunner {
 
 /**
  * The runtime's record of one dispatched message, and at the same time its pool job: one
- * object per message where a closure, a job and two promises used to be (see pool/job.ts).
+ * object per message, because per-message allocation is what a fast consumer pays for most.
  */
 export class Entry implements PoolJob {
   /** The pool's bookkeeping: 'running' once it has a slot (synchronously inside dispatch when one was free). */
@@ -25,7 +25,7 @@ export class Entry implements PoolJob {
   abortReason: unknown = undefined;
   /**
    * The handler's signal, made only when the handler reads `ctx.signal`: an AbortController per
-   * message is the single largest cost of a no-op handler, so it is not paid unless used.
+   * message is costly next to a fast handler, so it is not paid unless used.
    */
   controller: AbortController | undefined = undefined;
   /** Ends the timeout race at once when the entry is aborted. */

@@ -6,7 +6,7 @@ import { DonePrefix } from '../../src/adapter/done-prefix.js';
  * Coalesces the acks of one channel: once per turn of the event loop, one `basic.ack` with
  * `multiple` for the settled run at the head (in delivery-tag order), and single acks for settled
  * ones behind a delivery still running, so a slow message never holds back the prefetch credit
- * of the others. A frame per message was the largest cost of a fast handler.
+ * of the others. One frame per message would cost more than a fast handler.
  *
  * The order is a `DonePrefix` over delivery tags: a tag is done once acked here or released
  * (nacked on its own). Everything below the prefix's end is then no longer outstanding at the
