@@ -4,8 +4,8 @@
  *   - the local RateLimiter in one process (two consumers sharing it, memory broker);
  *   - the Redis limiter in one process (a forked worker);
  *   - the Redis limiter in three processes sharing one key (three forked workers).
- * Workers are test/fixtures/redis-rate-worker.ts: a memory broker, a pool with no queue (a
- * handler's start is an admission), epoch-ms timestamps of every admission sent back over IPC.
+ * Workers are test/fixtures/redis-rate-worker.ts: a memory broker, a pool with no queue, the
+ * epoch-ms time of every admission (taken at the limiter's check) sent back over IPC.
  *
  *   node --import tsx bench/flow-rate.ts
  *   FLOW_RATE=500 FLOW_BURST=50 FLOW_SECONDS=10 REDIS_URL=redis://127.0.0.1:6379 node --import tsx bench/flow-rate.ts
@@ -29,7 +29,18 @@ const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const WORKER = fileURLToPath(new URL('../test/fixtures/redis-rate-worker.ts', import.meta.url));
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const PREFIX = `sluice-bench:${process.pid}:${Date.now()}:`;
-const now = () => performance.timeOrigin + performance.now();
+/**
+ * Epoch milliseconds on the monotonic clock, comparable across processes: performance.timeOrigin can be
+ * off by the time a loaded machine took to start the process, so the offset to Date.now() is measured
+ * here (the largest of many samples: Date.now() truncates to whole milliseconds).
+ */
+const offset = (() => {
+  let best = -Infinity;
+  const until = performance.now() + 3;
+  while (performance.now() < until) best = Math.max(best, Date.now() - performance.now());
+  return best;
+})();
+const now = () => offset + performance.now();
 const BACKLOG = Math.ceil(RATE * SECONDS * 2 + BURST + 1000);
 
 interface Run {

@@ -22,6 +22,9 @@ import { resolveRedisRateLimiterOptions, type RedisRateLimiterOptions, type Reso
  *    at most `perSecond × (t + leaseMs/1000) + thatBucket` tokens over t + leaseMs, which is
  *    `perSecond × t + burst`: summed over any number of processes, admissions never exceed the
  *    limit, and the bound does not depend on how many processes there are.
+ *  - Tokens of an expired lease are dropped, not given back to Redis: while a lease is held the
+ *    Redis bucket may fill up and be capped, and tokens returned then would outlive their lease
+ *    and add to a burst. Dropped tokens cost budget, never the bound (`status().wasted`).
  *  - Lease sizes adapt per process: they start at 1, double when a lease is used up before it
  *    expires, halve when tokens expire unused (at most half of Redis's bucket). The loop runs only
  *    on demand: a refusal, a cache that runs low, or `capacity()` answering 0.
