@@ -1,6 +1,7 @@
 import { TypedEmitter } from '../emitter.js';
 import { PoolClosedError, TaskTimeoutError } from '../errors.js';
 import { integerOption, numberOption } from '../validate.js';
+import { AdaptiveLimit, resolveAdaptive } from './adaptive.js';
 import { RUN_JOB, type FinishJob, type PoolJob, type RunJobResult } from './job.js';
 import { IntrusiveQueue } from './linked-queue.js';
 import type {
@@ -235,8 +236,14 @@ class AwaitJob extends SignalJob {
 export class WorkerPool extends TypedEmitter<PoolEvents> implements AsyncDisposable {
   readonly name: string | undefined;
   #maxConcurrency: number;
+  /** How many may run now: maxConcurrency, or the adaptive limit. */
+  #limit: number;
+  readonly #adaptive: AdaptiveLimit | undefined;
   #maxQueueSize: number;
+  /** In effect: the value given (clamped below the current capacity), or half the capacity. */
   #lowWaterMark: number;
+  /** The value given, when one was (validated against the largest capacity). */
+  #lowWaterMarkGiven: number | undefined;
   #lowWaterMarkSet: boolean;
   #active = 0;
   #queue = new IntrusiveQueue<PoolJob>();
@@ -272,6 +279,8 @@ export class WorkerPool extends TypedEmitter<PoolEvents> implements AsyncDisposa
     const owner = this.#owner();
     this.#maxConcurrency = integerOption(owner, 'maxConcurrency', options.maxConcurrency, { min: 1 });
     this.#maxQueueSize = integerOption(owner, 'maxQueueSize', options.maxQueueSize, { min: 0 });
+    this.#adaptive = options.adaptive === undefined ? undefined : new AdaptiveLimit(resolveAdaptive(owner, options.adaptive, this.#maxConcurrency), this.#maxConcurrency);
+    this.#limit = this.#adaptive?.limit ?? this.#maxConcurrency;
     this.#lowWaterMarkSet = options.lowWaterMark !== undefined;
     this.#lowWaterMark = this.#checkLowWaterMark(options.lowWaterMark);
   }
@@ -317,6 +326,7 @@ export class WorkerPool extends TypedEmitter<PoolEvents> implements AsyncDisposa
       active: this.#active,
       pending: this.#queue.size,
       maxConcurrency: this.#maxConcurrency,
+      limit: this.#limit,
       maxQueueSize: this.#maxQueueSize,
       saturated: this.#saturated,
       closed: this.#closed,
@@ -325,7 +335,13 @@ export class WorkerPool extends TypedEmitter<PoolEvents> implements AsyncDisposa
       rejected: this.#rejected,
       timedOut: this.#timedOut,
       cancelled: this.#cancelled,
+      ...(this.#adaptive && { adaptive: this.#adaptive.status() }),
     };
+  }
+
+  /** How many may run now: maxConcurrency, or an adaptive pool's current limit. */
+  get limit(): number {
+    return this.#limit;
   }
 
   get active(): number {
@@ -374,17 +390,29 @@ export class WorkerPool extends TypedEmitter<PoolEvents> implements AsyncDisposa
     if (options === null || typeof options !== 'object') throw new TypeError(`${owner}: resize() needs an object with maxConcurrency, maxQueueSize or lowWaterMark, got ${String(options)}`);
     const maxConcurrency = integerOption(owner, 'maxConcurrency', options.maxConcurrency, { min: 1, fallback: this.#maxConcurrency });
     const maxQueueSize = integerOption(owner, 'maxQueueSize', options.maxQueueSize, { min: 0, fallback: this.#maxQueueSize });
+    const adaptive = this.#adaptive;
+    if (adaptive && maxConcurrency < adaptive.min) {
+      throw new RangeError(`${owner}: option "maxConcurrency" must be >= adaptive.min (${adaptive.min}) on an adaptive pool, got ${maxConcurrency}`);
+    }
     const previous = [this.#maxConcurrency, this.#maxQueueSize] as const;
     this.#maxConcurrency = maxConcurrency;
     this.#maxQueueSize = maxQueueSize;
     try {
-      this.#lowWaterMark = this.#checkLowWaterMark(options.lowWaterMark ?? (this.#lowWaterMarkSet ? this.#lowWaterMark : undefined));
+      this.#lowWaterMark = this.#checkLowWaterMark(options.lowWaterMark ?? (this.#lowWaterMarkSet ? this.#lowWaterMarkGiven : undefined));
     } catch (error) {
       [this.#maxConcurrency, this.#maxQueueSize] = previous;
       throw error;
     }
     // Only once the value is accepted: a refused lowWaterMark must not pin the default.
     if (options.lowWaterMark !== undefined) this.#lowWaterMarkSet = true;
+    if (adaptive) {
+      const from = this.#limit;
+      adaptive.setMax(maxConcurrency);
+      this.#setLimit(from, adaptive.limit);
+    } else {
+      this.#limit = maxConcurrency;
+      this.#lowWaterMark = this.#effectiveLowWaterMark();
+    }
     this.#startQueued();
     this.#checkLevels();
     return this.status();
@@ -427,11 +455,12 @@ export class WorkerPool extends TypedEmitter<PoolEvents> implements AsyncDisposa
 
   #accept(job: PoolJob): RunJobResult {
     if (this.#closed) return 'closed';
-    if (this.#active < this.#maxConcurrency && this.#queue.size === 0) {
+    if (this.#active < this.#limit && this.#queue.size === 0) {
       this.#start(job);
       this.#checkLevels();
       return 'started';
     }
+    this.#adaptive?.waited();
     if (this.#queue.size >= this.#maxQueueSize) {
       this.#rejected++;
       this.#checkLevels();
@@ -446,6 +475,7 @@ export class WorkerPool extends TypedEmitter<PoolEvents> implements AsyncDisposa
 
   #start(job: PoolJob): void {
     job.state = 'running';
+    this.#adaptive?.started(performance.now(), this.#active);
     this.#active++;
     job.start(this.#lifetime.signal, this.#finish);
   }
@@ -456,6 +486,11 @@ export class WorkerPool extends TypedEmitter<PoolEvents> implements AsyncDisposa
     job.state = 'done';
     if (failed) this.#failed++;
     else this.#completed++;
+    const adaptive = this.#adaptive;
+    if (adaptive !== undefined) {
+      const to = adaptive.finished(performance.now(), this.#active, failed);
+      if (to !== undefined) this.#setLimit(this.#limit, to);
+    }
     this.#active--;
     this.#startQueued();
     this.#checkLevels();
@@ -465,7 +500,7 @@ export class WorkerPool extends TypedEmitter<PoolEvents> implements AsyncDisposa
     if (this.#startingQueued) return;
     this.#startingQueued = true;
     try {
-      while (this.#active < this.#maxConcurrency && this.#queue.size > 0) this.#start(this.#queue.shift()!);
+      while (this.#active < this.#limit && this.#queue.size > 0) this.#start(this.#queue.shift()!);
     } finally {
       this.#startingQueued = false;
     }
@@ -534,14 +569,31 @@ export class WorkerPool extends TypedEmitter<PoolEvents> implements AsyncDisposa
     });
   }
 
-  #capacity(): number {
-    return this.#maxConcurrency + this.#maxQueueSize;
+  /** An adaptive limit moved from `from` to `to`: levels follow the new capacity, and the brokers' credit can (the `limit` event). */
+  #setLimit(from: number, to: number): void {
+    this.#limit = to;
+    this.#lowWaterMark = this.#effectiveLowWaterMark();
+    if (from === to) return;
+    const adaptive = this.#adaptive!;
+    this.emit('limit', { from, to, latencyMs: adaptive.latencyMs, noLoadLatencyMs: adaptive.noLoadLatencyMs });
   }
 
+  /** Places that may be taken now: the current limit plus the waiting room. */
+  #capacity(): number {
+    return this.#limit + this.#maxQueueSize;
+  }
+
+  /** A given lowWaterMark is checked against the largest capacity (maxConcurrency + maxQueueSize) and used below the current one. */
   #checkLowWaterMark(value: number | undefined): number {
+    this.#lowWaterMarkGiven =
+      value === undefined ? undefined : integerOption(this.#owner(), 'lowWaterMark', value, { min: 0, max: this.#maxConcurrency + this.#maxQueueSize - 1 });
+    return this.#effectiveLowWaterMark();
+  }
+
+  #effectiveLowWaterMark(): number {
     const capacity = this.#capacity();
-    if (value === undefined) return Math.floor(capacity / 2);
-    return integerOption(this.#owner(), 'lowWaterMark', value, { min: 0, max: capacity - 1 });
+    const given = this.#lowWaterMarkGiven;
+    return given === undefined ? Math.floor(capacity / 2) : Math.min(given, capacity - 1);
   }
 
   #owner(): string {
