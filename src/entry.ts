@@ -57,11 +57,11 @@ export class Entry implements PoolJob {
     this.runner.cancelled(this);
   }
 
-  /** Releases the pool slot (once; later calls do nothing). */
-  release(): void {
+  /** Releases the pool slot (once; later calls do nothing); `failed` tells an adaptive pool the handler failed. */
+  release(failed = false): void {
     const finish = this.finish;
     this.finish = undefined;
-    finish?.(this, false);
+    finish?.(this, failed);
   }
 }
 

@@ -15,5 +15,9 @@ export type { ConsumeMessage };
  * WorkerPool: that is one concurrency limit over many queues.
  */
 export function rabbitConsumer(options: RabbitConsumerOptions): Consumer<ConsumeMessage> {
-  return new Consumer(new RabbitSource(resolveRabbitOptions(options)), options);
+  const source = new RabbitSource(resolveRabbitOptions(options));
+  const consumer = new Consumer(source, options);
+  // Default prefetch is the pool's capacity; on an adaptive pool it follows the limit.
+  if (options.prefetch === undefined) source.followPool(consumer.pool);
+  return consumer;
 }

@@ -1,5 +1,6 @@
 import type { Channel, ConsumeMessage } from 'amqplib';
 import { connectAtStart, redactError, withBackoff, type Source, type SourceCapabilities, type SourceContext } from '../../src/adapter/index.js';
+import type { WorkerPool } from '../../src/pool/worker-pool.js';
 import { RabbitDelivery, type DeliveryScope } from './delivery.js';
 import type { QueueDeclaration, ResolvedRabbitOptions } from './options.js';
 import { Session } from './session.js';
@@ -25,10 +26,78 @@ export class RabbitSource implements Source {
   /** pause/resume/recover change the consumer one at a time, in order. */
   #chain: Promise<void> = Promise.resolve();
   readonly #scope: DeliveryScope;
+  /** The prefetch in effect: the option, or the pool's capacity now when it follows an adaptive pool. */
+  #prefetch: number;
+  #unfollow: (() => void) | undefined;
+  /** Set while following a pool: the per-consumer prefetch a classic queue's consumer opens with (the largest capacity). */
+  #maxPrefetch: number | undefined;
+  /** The prefetch each session's channel has now. */
+  readonly #applied = new WeakMap<Session, number>();
 
   constructor(private readonly o: ResolvedRabbitOptions) {
     this.name = `rabbitmq:${o.queue}`;
     this.#scope = { queue: o.queue, deadLetter: o.deadLetter };
+    this.#prefetch = o.prefetch;
+  }
+
+  /**
+   * Prefetch follows an adaptive pool's capacity (its current limit + maxQueueSize) as the limit
+   * moves (see #applyPrefetch); changes that arrive while one is applied are coalesced into the
+   * latest, and a new session opens with the latest. rabbitConsumer calls it when `prefetch` was
+   * not given; a fixed pool keeps the plain per-consumer prefetch.
+   */
+  followPool(pool: WorkerPool): void {
+    // A fixed pool's capacity never moves: the plain per-consumer prefetch, as before.
+    if (pool.status().adaptive === undefined) return;
+    const maxPrefetch = this.o.declare?.type === 'quorum' ? 2000 : 65535;
+    const capacity = () => Math.min(maxPrefetch, Math.max(1, pool.limit + pool.status().maxQueueSize));
+    this.#prefetch = capacity();
+    const status = pool.status();
+    this.#maxPrefetch = Math.min(maxPrefetch, Math.max(1, status.maxConcurrency + status.maxQueueSize));
+    this.#unfollow?.();
+    this.#unfollow = pool.on('limit', () => {
+      const prefetch = capacity();
+      if (prefetch === this.#prefetch) return;
+      this.#prefetch = prefetch;
+      this.#chain = this.#chain.then(async () => {
+        const session = this.#session;
+        // A later change is queued behind this one, and a new session sets the latest at open.
+        if (!session?.alive || this.#prefetch !== prefetch || this.#applied.get(session) === prefetch) return;
+        try {
+          await this.#applyPrefetch(session, prefetch);
+        } catch (error) {
+          // The channel died under us; its close event starts recovery, which opens with the latest prefetch.
+          this.#context?.report({ type: 'error', error, detail: 'basic.qos' });
+        }
+      });
+    });
+  }
+
+  /**
+   * Classic queues: a channel-wide (`global`) basic.qos, which bounds every unacked delivery of
+   * the consume channel at once, whatever consumer tag it came under (pause and resume make new
+   * tags); the per-consumer prefetch was opened at the pool's largest capacity. Quorum queues do
+   * not support global QoS: a per-consumer basic.qos, which RabbitMQ applies only to consumers
+   * started after it, then basic.cancel + basic.consume.
+   */
+  async #applyPrefetch(session: Session, prefetch: number): Promise<void> {
+    if (this.#maxPrefetch !== undefined && this.o.declare?.type !== 'quorum') {
+      await session.channel.prefetch(prefetch, true);
+      this.#applied.set(session, prefetch);
+      return;
+    }
+    await session.channel.prefetch(prefetch);
+    this.#applied.set(session, prefetch);
+    const tag = session.consumerTag;
+    if (tag === undefined) return; // paused: the next basic.consume takes the new prefetch
+    session.consumerTag = undefined;
+    await session.channel.cancel(tag);
+    if (!this.#paused && !this.#stopped) await this.#consume(session);
+  }
+
+  /** The prefetch in effect now. */
+  get prefetch(): number {
+    return this.#prefetch;
   }
 
   /** The live consume channel, for what sluice does not wrap (e.g. inspecting the queue); undefined while recovering. */
@@ -61,6 +130,8 @@ export class RabbitSource implements Source {
 
   async close(): Promise<void> {
     this.#stopped = true;
+    this.#unfollow?.();
+    this.#unfollow = undefined;
     await this.#chain;
     await this.#session?.close();
   }
@@ -69,7 +140,13 @@ export class RabbitSource implements Source {
   async #open(): Promise<Session> {
     const session = await Session.open(this.o, (lost, reason) => this.#lost(lost, reason));
     try {
-      await session.channel.prefetch(this.o.prefetch);
+      if (this.#maxPrefetch !== undefined && this.o.declare?.type !== 'quorum') {
+        await session.channel.prefetch(this.#maxPrefetch);
+        await session.channel.prefetch(this.#prefetch, true);
+      } else {
+        await session.channel.prefetch(this.#prefetch);
+      }
+      this.#applied.set(session, this.#prefetch);
       await declareTopology(session.channel, this.o);
       return session;
     } catch (error) {
