@@ -8,6 +8,7 @@
  * as `{ title, measure }`; `./downstream.ts` is the simulated downstream they share.
  */
 import { existsSync } from 'node:fs';
+import { adaptiveVsFixed } from './adaptive.js';
 import { outageConfig, outageHeading, outageScenario, outageTable } from './outage.js';
 
 export interface FlowPart {
@@ -35,8 +36,8 @@ export const PARTS: FlowPart[] = [
   { title: 'Downstream outage, memory broker', measure: () => outage('memory') },
   { title: 'Downstream outage, RabbitMQ', measure: () => outage('rabbitmq') },
   { title: 'Rate limit accuracy', measure: rateLimitAccuracy },
-  // { title: 'Adaptive concurrency vs fixed limits', measure: ... },   // later: bench/flow/adaptive.ts
-  // { title: 'Fair share of one pool', measure: ... },                 // later: bench/flow/fair-share.ts
+  { title: 'Adaptive concurrency vs fixed limits', measure: () => adaptiveVsFixed() },
+  // { title: 'Fair share of one pool', measure: ... },                 // later: bench/flow/fair.ts
 ];
 
 export async function run(parts: readonly FlowPart[] = PARTS): Promise<string> {
