@@ -1,6 +1,7 @@
 import type { FlowGate } from './flow/gate.js';
 import type { Handler } from './handler.js';
 import type { Message } from './message.js';
+import { PoolShare } from './pool/share.js';
 import { WorkerPool } from './pool/worker-pool.js';
 import type { WorkerPoolOptions } from './pool/types.js';
 import { retryPolicy, type BackoffOptions, type RetryOptions, type RetryPolicy } from './retry.js';
@@ -50,6 +51,16 @@ export interface FlowOptions {
   gates?: FlowGate[];
 }
 
+/** This consumer's part of a pool it shares with others (fair sharing). */
+export interface ShareOptions {
+  /**
+   * Relative weight (a finite number > 0). When several consumers with a share are backlogged on
+   * one pool, each holds at least weight / (sum of the backlogged weights) of the running slots
+   * and of the waiting room; an idle consumer's part goes to the others. Default 1.
+   */
+  weight?: number;
+}
+
 /** Options every consumer takes, whatever its broker. */
 export interface ConsumerOptions<Raw = unknown> {
   /** Shown in errors, events and metrics. Default: the source's name. */
@@ -85,6 +96,12 @@ export interface ConsumerOptions<Raw = unknown> {
   settlement?: SettlementOptions;
   /** Flow gates. Default none. */
   flow?: FlowOptions;
+  /**
+   * Fair sharing of a shared pool: give each consumer on it a `share` (weight default 1). Default
+   * none: the consumer's messages join the pool's one FIFO (with jobs of any other consumer
+   * without a share, as one share of weight 1).
+   */
+  share?: ShareOptions;
 }
 
 /** Wraps any consumer's handler, whatever its broker's raw message type. */
@@ -105,6 +122,7 @@ export interface ResolvedConsumerOptions<Raw> {
   failurePolicy: FailurePolicy | undefined;
   settlement: SettlePolicy;
   gates: FlowGate[];
+  share: PoolShare | undefined;
 }
 
 export function resolveConsumerOptions<Raw>(options: ConsumerOptions<Raw>, sourceName: string): ResolvedConsumerOptions<Raw> {
@@ -142,6 +160,7 @@ export function resolveConsumerOptions<Raw>(options: ConsumerOptions<Raw>, sourc
     failurePolicy: options.failurePolicy === undefined ? undefined : functionOption<FailurePolicy>(owner, 'failurePolicy', options.failurePolicy),
     settlement: settlePolicy(owner, options.settlement),
     gates: flowGates(owner, options.flow),
+    share: poolShare(owner, name, options.share),
   };
 }
 
@@ -154,6 +173,13 @@ function settlePolicy(owner: string, value: unknown): SettlePolicy {
     backoff: retryPolicy({ maxAttempts: tries, backoff: { initialMs: 100, maxMs: 2000, ...b } }, `${owner} settlement`),
     deferMs: numberOption(owner, 'settlement.deferMs', o.deferMs, { min: 0, fallback: 1000 }),
   };
+}
+
+function poolShare(owner: string, name: string, value: unknown): PoolShare | undefined {
+  if (value === undefined) return undefined;
+  const o = objectOption(owner, 'share', value) as ShareOptions;
+  const weight = numberOption(owner, 'share.weight', o.weight, { min: Number.MIN_VALUE, fallback: 1 });
+  return new PoolShare(name, weight);
 }
 
 function flowGates(owner: string, value: unknown): FlowGate[] {

@@ -224,7 +224,7 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
     }
     const gates = this.#gates;
     if (gates.length > 0 && !this.#admit(delivery)) return 'gated';
-    const entry = new Entry(this.#runner, delivery);
+    const entry = new Entry(this.#runner, delivery, this.#o.share);
     // In flight before the pool may start it (the handler runs inside this call when a slot is free).
     const idle = this.#inFlight.size === 0;
     this.#inFlight.add(entry);

@@ -1,5 +1,6 @@
 import type { HandlerContext } from './handler.js';
 import type { FinishJob, PoolJob } from './pool/job.js';
+import type { PoolShare } from './pool/share.js';
 import type { Delivery } from './source.js';
 
 /** What the consumer runtime does when the pool starts or cancels one of its entries. */
@@ -45,6 +46,8 @@ export class Entry implements PoolJob {
   constructor(
     readonly runner: EntryRunner,
     readonly delivery: Delivery,
+    /** The consumer's share of a shared pool (its `share` option), made once per consumer; undefined: the pool's default share. */
+    readonly share: PoolShare | undefined = undefined,
   ) {}
 
   start(signal: AbortSignal, finish: FinishJob): void {

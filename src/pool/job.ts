@@ -1,4 +1,5 @@
 import type { QueueLinks } from './linked-queue.js';
+import type { PoolShare } from './share.js';
 
 /**
  * A unit of work as the pool drives it. `submit()` wraps a function in one; the consumer
@@ -23,7 +24,12 @@ export interface PoolJob extends QueueLinks<PoolJob> {
    * until then the slot stays taken. `signal` aborts when the pool closes without draining.
    */
   start(signal: AbortSignal, finish: FinishJob): void;
-  /** Removed while queued (a non-draining close, its caller's abort): it never starts. */
+  /**
+   * The consumer's share of a shared pool (fair sharing), or undefined: the pool's default share.
+   * Made once per consumer; an implementation should declare it so its objects keep one shape.
+   */
+  readonly share?: PoolShare | undefined;
+  /** Removed while queued (a non-draining close, its caller's abort, its place given to a fairer share): it never starts. */
   cancel(reason: unknown): void;
   /** Called just before it joins the queue (before any event about it is emitted). */
   queued?(): void;

@@ -26,6 +26,11 @@ export class IntrusiveQueue<T extends QueueLinks<T>> {
     return this.#head;
   }
 
+  /** The newest member. */
+  get tail(): T | undefined {
+    return this.#tail;
+  }
+
   push(item: T): void {
     item.queuePrev = this.#tail;
     item.queueNext = undefined;

@@ -121,6 +121,8 @@ export interface PoolStatus {
   timedOut: number;
   /** Queued tasks removed before running (caller abort, timeout or non-draining close). */
   cancelled: number;
+  /** Waiting jobs whose place went to a share below its weighted part of the waiting room (also counted in `cancelled`). */
+  displaced: number;
   /** Present on adaptive pools: the algorithm's estimates. */
   adaptive?: AdaptiveLimitStatus;
 }

@@ -4,6 +4,7 @@ import { integerOption, numberOption } from '../validate.js';
 import { AdaptiveLimit, resolveAdaptive } from './adaptive.js';
 import { RUN_JOB, type FinishJob, type PoolJob, type RunJobResult } from './job.js';
 import { IntrusiveQueue } from './linked-queue.js';
+import { PoolDisplacedError, PoolShare } from './share.js';
 import type {
   CloseOptions,
   CloseResult,
@@ -246,7 +247,17 @@ export class WorkerPool extends TypedEmitter<PoolEvents> implements AsyncDisposa
   #lowWaterMarkGiven: number | undefined;
   #lowWaterMarkSet: boolean;
   #active = 0;
+  /** The default share's waiting jobs (every job without a share): with no shares in use, the pool's only queue. */
   #queue = new IntrusiveQueue<PoolJob>();
+  /** Jobs waiting in the queues of shares (fair sharing); 0 when none is in use, and then nothing below differs from a plain FIFO. */
+  #sharedPending = 0;
+  /** Jobs of shares running now (the default share's: #active − this). */
+  #sharedActive = 0;
+  /** Shares with jobs waiting, in the order they became backlogged. */
+  readonly #backlogged: PoolShare[] = [];
+  /** Where the next tie-break among equally served shares starts (round robin). */
+  #turn = 0;
+  #displaced = 0;
   /** True while #startQueued starts queued jobs: a job finishing inside start() leaves the starting to that loop. */
   #startingQueued = false;
   #saturated = false;
@@ -324,7 +335,7 @@ export class WorkerPool extends TypedEmitter<PoolEvents> implements AsyncDisposa
     return {
       name: this.name,
       active: this.#active,
-      pending: this.#queue.size,
+      pending: this.#queue.size + this.#sharedPending,
       maxConcurrency: this.#maxConcurrency,
       limit: this.#limit,
       maxQueueSize: this.#maxQueueSize,
@@ -335,6 +346,7 @@ export class WorkerPool extends TypedEmitter<PoolEvents> implements AsyncDisposa
       rejected: this.#rejected,
       timedOut: this.#timedOut,
       cancelled: this.#cancelled,
+      displaced: this.#displaced,
       ...(this.#adaptive && { adaptive: this.#adaptive.status() }),
     };
   }
@@ -349,12 +361,12 @@ export class WorkerPool extends TypedEmitter<PoolEvents> implements AsyncDisposa
   }
 
   get pending(): number {
-    return this.#queue.size;
+    return this.#queue.size + this.#sharedPending;
   }
 
   /** Places left before `overloaded`: free slots plus free queue places. */
   get freeCapacity(): number {
-    return Math.max(0, this.#capacity() - this.#active - this.#queue.size);
+    return Math.max(0, this.#capacity() - this.#active - this.#queue.size - this.#sharedPending);
   }
 
   get saturated(): boolean {
@@ -455,28 +467,134 @@ export class WorkerPool extends TypedEmitter<PoolEvents> implements AsyncDisposa
 
   #accept(job: PoolJob): RunJobResult {
     if (this.#closed) return 'closed';
-    if (this.#active < this.#limit && this.#queue.size === 0) {
+    const pending = this.#queue.size + this.#sharedPending;
+    if (this.#active < this.#limit && pending === 0) {
       this.#start(job);
       this.#checkLevels();
       return 'started';
     }
     this.#adaptive?.waited();
-    if (this.#queue.size >= this.#maxQueueSize) {
-      this.#rejected++;
-      this.#checkLevels();
-      return 'overloaded';
+    const share = job.share;
+    let displaced: PoolJob | undefined;
+    if (pending >= this.#maxQueueSize) {
+      // Full. With shares in use, a share below its part of the room may take a place (fair sharing).
+      displaced = share === undefined && this.#sharedPending === 0 ? undefined : this.#displaceFor(share);
+      if (displaced === undefined) {
+        this.#rejected++;
+        this.#checkLevels();
+        return 'overloaded';
+      }
     }
     job.state = 'queued';
     job.queued?.();
-    this.#queue.push(job);
+    if (share === undefined) this.#queue.push(job);
+    else this.#enqueueShared(share, job);
+    // The displaced job hears it last, once the pool's books are straight (its owner may call back in).
+    if (displaced !== undefined) displaced.cancel(new PoolDisplacedError(displaced.share?.name ?? 'default'));
     this.#checkLevels();
     return 'queued';
+  }
+
+  #enqueueShared(share: PoolShare, job: PoolJob): void {
+    if (share.queue.size === 0) this.#backlogged.push(share);
+    share.queue.push(job);
+    this.#sharedPending++;
+  }
+
+  /** Takes `job` out of its share's queue; false when it was not there. */
+  #dequeueShared(share: PoolShare, job: PoolJob): boolean {
+    if (!share.queue.remove(job)) return false;
+    this.#sharedPending--;
+    if (share.queue.size === 0) this.#backlogged.splice(this.#backlogged.indexOf(share), 1);
+    return true;
+  }
+
+  /**
+   * The waiting room is full and a job of `share` (undefined: the default share) arrives. Each
+   * share with jobs waiting (and this one) has a part of the room in proportion to its weight.
+   * If this share holds less than its part, the newest waiting job of the share most above its
+   * part (that stays at or above it after losing one: no ping-pong) leaves the queue, and is
+   * returned; else nothing changes (the arrival is refused).
+   */
+  #displaceFor(share: PoolShare | undefined): PoolJob | undefined {
+    const room = this.#maxQueueSize;
+    const dflt = this.#queue.size;
+    let weights = dflt > 0 || share === undefined ? 1 : 0;
+    for (const s of this.#backlogged) weights += s.weight;
+    if (share !== undefined && share.queue.size === 0) weights += share.weight;
+    const part = (weight: number) => (room * weight) / weights;
+    if ((share?.queue.size ?? dflt) >= part(share?.weight ?? 1)) return undefined;
+    let victim: PoolShare | undefined;
+    let victimIsDefault = false;
+    let most = 0;
+    if (share !== undefined && dflt - 1 >= part(1) && dflt - part(1) > most) {
+      most = dflt - part(1);
+      victimIsDefault = true;
+    }
+    for (const s of this.#backlogged) {
+      if (s === share) continue;
+      const over = s.queue.size - part(s.weight);
+      if (s.queue.size - 1 >= part(s.weight) && over > most) {
+        most = over;
+        victim = s;
+        victimIsDefault = false;
+      }
+    }
+    let job: PoolJob | undefined;
+    if (victimIsDefault) {
+      job = this.#queue.tail!;
+      this.#queue.remove(job);
+    } else if (victim !== undefined) {
+      job = victim.queue.tail!;
+      this.#dequeueShared(victim, job);
+      victim.displaced++;
+    } else {
+      return undefined;
+    }
+    job.state = 'done';
+    this.#cancelled++;
+    this.#displaced++;
+    return job;
+  }
+
+  /**
+   * The next job to start. With no shares waiting: the default queue's head (FIFO, as a pool
+   * without shares always is). Else the head of the backlogged share with the fewest running per
+   * unit of weight (the default share has weight 1); ties go round robin.
+   */
+  #next(): PoolJob | undefined {
+    if (this.#sharedPending === 0) return this.#queue.shift();
+    const backlogged = this.#backlogged;
+    let best: PoolShare | undefined;
+    let bestScore = this.#queue.size > 0 ? this.#active - this.#sharedActive : Infinity;
+    const n = backlogged.length;
+    let at = 0;
+    for (let i = 0; i < n; i++) {
+      const k = (this.#turn + i) % n;
+      const s = backlogged[k]!;
+      const score = s.active / s.weight;
+      if (score < bestScore) {
+        bestScore = score;
+        best = s;
+        at = k;
+      }
+    }
+    if (best === undefined) return this.#queue.shift();
+    this.#turn = at + 1;
+    const job = best.queue.head!;
+    this.#dequeueShared(best, job);
+    return job;
   }
 
   #start(job: PoolJob): void {
     job.state = 'running';
     this.#adaptive?.started(performance.now(), this.#active);
     this.#active++;
+    const share = job.share;
+    if (share !== undefined) {
+      share.active++;
+      this.#sharedActive++;
+    }
     job.start(this.#lifetime.signal, this.#finish);
   }
 
@@ -492,6 +610,11 @@ export class WorkerPool extends TypedEmitter<PoolEvents> implements AsyncDisposa
       if (to !== undefined) this.#setLimit(this.#limit, to);
     }
     this.#active--;
+    const share = job.share;
+    if (share !== undefined) {
+      share.active--;
+      this.#sharedActive--;
+    }
     this.#startQueued();
     this.#checkLevels();
   };
@@ -500,14 +623,16 @@ export class WorkerPool extends TypedEmitter<PoolEvents> implements AsyncDisposa
     if (this.#startingQueued) return;
     this.#startingQueued = true;
     try {
-      while (this.#active < this.#limit && this.#queue.size > 0) this.#start(this.#queue.shift()!);
+      while (this.#active < this.#limit && this.#queue.size + this.#sharedPending > 0) this.#start(this.#next()!);
     } finally {
       this.#startingQueued = false;
     }
   }
 
   #cancelQueued(job: PoolJob, reason: unknown): void {
-    if (job.state !== 'queued' || !this.#queue.remove(job)) return;
+    if (job.state !== 'queued') return;
+    const share = job.share;
+    if (!(share === undefined ? this.#queue.remove(job) : this.#dequeueShared(share, job))) return;
     job.state = 'done';
     this.#cancelled++;
     job.cancel(reason);
@@ -515,7 +640,7 @@ export class WorkerPool extends TypedEmitter<PoolEvents> implements AsyncDisposa
   }
 
   #checkLevels(): void {
-    const used = this.#active + this.#queue.size;
+    const used = this.#active + this.#queue.size + this.#sharedPending;
     if (!this.#saturated) {
       if (used >= this.#capacity()) {
         this.#saturated = true;
@@ -537,7 +662,10 @@ export class WorkerPool extends TypedEmitter<PoolEvents> implements AsyncDisposa
     if (drain && (await this.#idleWithin(timeoutMs))) return { drained: true, cancelled: 0, stillRunning: 0 };
     const reason = new PoolClosedError();
     let cancelled = 0;
-    for (const job of this.#queue.drain()) {
+    const queued = this.#queue.drain();
+    for (const share of this.#backlogged.splice(0)) queued.push(...share.queue.drain());
+    this.#sharedPending = 0;
+    for (const job of queued) {
       job.state = 'done';
       job.cancel(reason);
       cancelled++;
@@ -553,7 +681,7 @@ export class WorkerPool extends TypedEmitter<PoolEvents> implements AsyncDisposa
 
   /** True once nothing runs or waits; false if `timeoutMs` passes first. */
   #idleWithin(timeoutMs: number | undefined): Promise<boolean> {
-    if (this.#active + this.#queue.size === 0) return Promise.resolve(true);
+    if (this.#active + this.#queue.size + this.#sharedPending === 0) return Promise.resolve(true);
     return new Promise((resolve) => {
       let timer: NodeJS.Timeout | undefined;
       const off = this.once('idle', () => {

@@ -108,6 +108,7 @@ const STATUS_KEYS = [
   'cancelled',
   'closed',
   'completed',
+  'displaced',
   'failed',
   'limit',
   'maxConcurrency',
@@ -812,6 +813,7 @@ describe('status and getters', () => {
       rejected: 0,
       timedOut: 0,
       cancelled: 0,
+      displaced: 0,
     });
 
     const a = gate('a');
@@ -850,6 +852,7 @@ describe('status and getters', () => {
       rejected: 1,
       timedOut: 1,
       cancelled: 2,
+      displaced: 0,
     });
   });
 
