@@ -9,6 +9,7 @@
  */
 import { existsSync } from 'node:fs';
 import { adaptiveVsFixed } from './adaptive.js';
+import { fairShare } from './fair.js';
 import { outageConfig, outageHeading, outageScenario, outageTable } from './outage.js';
 
 export interface FlowPart {
@@ -37,7 +38,7 @@ export const PARTS: FlowPart[] = [
   { title: 'Downstream outage, RabbitMQ', measure: () => outage('rabbitmq') },
   { title: 'Rate limit accuracy', measure: rateLimitAccuracy },
   { title: 'Adaptive concurrency vs fixed limits', measure: () => adaptiveVsFixed() },
-  // { title: 'Fair share of one pool', measure: ... },                 // later: bench/flow/fair.ts
+  { title: 'Fair share of one pool', measure: () => fairShare() },
 ];
 
 export async function run(parts: readonly FlowPart[] = PARTS): Promise<string> {
