@@ -3,6 +3,7 @@ import { abortableDelay } from './backoff.js';
 import { deadLetterInfo, type DeadLetterInfo } from './dead-letter.js';
 import { TypedEmitter } from './emitter.js';
 import { PermanentError, SettlementError, ShutdownError, TaskTimeoutError } from './errors.js';
+import { PoolDisplacedError } from './pool/share.js';
 import type { ConsumerEvents, ConsumerHealth, ConsumerState, ConsumerStatus, StopOptions, StopResult } from './consumer-events.js';
 import { resolveConsumerOptions, type ConsumerOptions, type FailureDecision, type ResolvedConsumerOptions } from './consumer-options.js';
 import type { Delivery, DispatchResult, Source, SourceContext, SourceEvent } from './source.js';
@@ -33,10 +34,7 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
   #state: ConsumerState = 'new';
   #inFlight = new InFlight();
   /** How entries reach this consumer when the pool starts or cancels them (one object, not a closure per message). */
-  readonly #runner: EntryRunner = {
-    process: (entry) => this.#process(entry),
-    cancelled: (entry) => this.#cancelled(entry),
-  };
+  readonly #runner: EntryRunner;
   #stopping = new AbortController();
   readonly #pauses: PauseReasons;
   #overloadStreak = 0;
@@ -80,6 +78,11 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
     this.name = this.#o.name;
     this.source = source;
     this.#gates = this.#o.gates;
+    this.#runner = {
+      process: (entry) => this.#process(entry),
+      cancelled: (entry, reason) => this.#cancelled(entry, reason),
+      share: this.#o.share,
+    };
     const inFlight = this.#inFlight;
     this.#gated = {
       name: this.name,
@@ -224,7 +227,7 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
     }
     const gates = this.#gates;
     if (gates.length > 0 && !this.#admit(delivery)) return 'gated';
-    const entry = new Entry(this.#runner, delivery, this.#o.share);
+    const entry = new Entry(this.#runner, delivery);
     // In flight before the pool may start it (the handler runs inside this call when a slot is free).
     const idle = this.#inFlight.size === 0;
     this.#inFlight.add(entry);
@@ -301,12 +304,13 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
   }
 
   /** A queued entry the pool cancelled (closed without drain): it was not processed, give it back. */
-  #cancelled(entry: Entry): void {
+  #cancelled(entry: Entry, reason: unknown): void {
     this.#inFlight.delete(entry);
     this.#tellGates(entry, SKIPPED);
     // Cancelled inside its own dispatch: that is a refusal, which dispatch returns.
     if (entry === this.#dispatching) return;
-    void this.#carry(entry, { type: 'give-back', reason: 'shutdown' });
+    // Displaced by a fairer share of the pool's waiting room: a give-back for overload, not for shutdown.
+    void this.#carry(entry, { type: 'give-back', reason: reason instanceof PoolDisplacedError ? 'overload' : 'shutdown' });
   }
 
   /** The pool gave the entry a slot. Never throws; ends with #end, which frees the slot. */
@@ -391,6 +395,8 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
       settling = this.#ack(entry, durationMs);
     } else {
       if (this.#gates.length > 0) this.#tellGates(entry, { result: 'failed', error, durationMs });
+      // An adaptive pool shrinks on failures of the downstream, not on poison messages or a shutdown.
+      entry.failed = !(error instanceof PermanentError || error instanceof ShutdownError);
       settling = this.#carry(entry, this.#decide(entry, error, durationMs));
     }
     if (settling === undefined) this.#end(entry);
@@ -407,7 +413,7 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
     }
     this.#watchdog.progress();
     this.#inFlight.delete(entry);
-    entry.release();
+    entry.release(entry.failed);
   }
 
   /** One listener per pool, not per message: closing the pool without drain aborts running handlers' signals. */

@@ -6,7 +6,9 @@ import type { Delivery } from './source.js';
 /** What the consumer runtime does when the pool starts or cancels one of its entries. */
 export interface EntryRunner {
   process(entry: Entry): void;
-  cancelled(entry: Entry): void;
+  cancelled(entry: Entry, reason: unknown): void;
+  /** The consumer's share of a shared pool (its `share` option), made once per consumer; undefined: the pool's default share. */
+  readonly share: PoolShare | undefined;
 }
 
 /**
@@ -36,6 +38,8 @@ export class Entry implements PoolJob {
   finish: FinishJob | undefined = undefined;
   /** The handler's own promise when a timeout races it: the slot is held until it really ends. */
   handlerDone: Promise<void> | undefined = undefined;
+  /** The handler failed (not its message's fault): an adaptive pool hears it when the slot is released. */
+  failed = false;
   /** performance.now() when the handler began; read only when someone takes durations. */
   startedAt: number | undefined = undefined;
   /** Links of the in-flight list (intrusive: no Set entry per message). */
@@ -46,9 +50,12 @@ export class Entry implements PoolJob {
   constructor(
     readonly runner: EntryRunner,
     readonly delivery: Delivery,
-    /** The consumer's share of a shared pool (its `share` option), made once per consumer; undefined: the pool's default share. */
-    readonly share: PoolShare | undefined = undefined,
   ) {}
+
+  /** The consumer's pool share, read through the runner: no field per message. */
+  get share(): PoolShare | undefined {
+    return this.runner.share;
+  }
 
   start(signal: AbortSignal, finish: FinishJob): void {
     this.poolSignal = signal;
@@ -56,8 +63,8 @@ export class Entry implements PoolJob {
     this.runner.process(this);
   }
 
-  cancel(): void {
-    this.runner.cancelled(this);
+  cancel(reason: unknown): void {
+    this.runner.cancelled(this, reason);
   }
 
   /** Releases the pool slot (once; later calls do nothing); `failed` tells an adaptive pool the handler failed. */

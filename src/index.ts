@@ -11,7 +11,9 @@ export type {
   FailureInfo,
   SettlementOptions,
   FlowOptions,
+  ShareOptions,
 } from './consumer-options.js';
+export { PoolDisplacedError } from './pool/share.js';
 export type * from './consumer-events.js';
 export type { Handler, HandlerContext } from './handler.js';
 export { Message, type Headers, type HeaderValue } from './message.js';

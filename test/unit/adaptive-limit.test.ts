@@ -284,3 +284,4 @@ describe('adaptive options', () => {
     expect(pool.status().adaptive).toEqual({ algorithm: 'gradient', min: 1, estimate: 1, latencyMs: undefined, noLoadLatencyMs: undefined, windows: 0 });
   });
 });
+
