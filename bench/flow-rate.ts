@@ -21,6 +21,7 @@ import { MemoryBroker, memoryConsumer } from '../adapters/memory/index.js';
 import { RateLimiter, WorkerPool } from '../src/index.js';
 import type { WorkerConfig, WorkerMessage } from '../test/fixtures/redis-rate-worker.js';
 import { fmt, table } from './harness.js';
+import { crossProcessNow as now } from '../test/helpers/clock.js';
 
 const RATE = Number(process.env.FLOW_RATE ?? 200);
 const BURST = Number(process.env.FLOW_BURST ?? Math.max(2, Math.ceil(RATE / 10)));
@@ -29,18 +30,6 @@ const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const WORKER = fileURLToPath(new URL('../test/fixtures/redis-rate-worker.ts', import.meta.url));
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const PREFIX = `sluice-bench:${process.pid}:${Date.now()}:`;
-/**
- * Epoch milliseconds on the monotonic clock, comparable across processes: performance.timeOrigin can be
- * off by the time a loaded machine took to start the process, so the offset to Date.now() is measured
- * here (the largest of many samples: Date.now() truncates to whole milliseconds).
- */
-const offset = (() => {
-  let best = -Infinity;
-  const until = performance.now() + 3;
-  while (performance.now() < until) best = Math.max(best, Date.now() - performance.now());
-  return best;
-})();
-const now = () => offset + performance.now();
 const BACKLOG = Math.ceil(RATE * SECONDS * 2 + BURST + 1000);
 
 interface Run {

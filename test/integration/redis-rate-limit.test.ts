@@ -13,6 +13,7 @@ import { redisRateLimiter, type RedisRateLimiter } from '../../adapters/redis/in
 import type { WorkerConfig, WorkerMessage } from '../fixtures/redis-rate-worker.js';
 import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.js';
 import { until } from '../helpers/wait.js';
+import { crossProcessNow as now } from '../helpers/clock.js';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const HOW_TO_START =
@@ -20,18 +21,6 @@ const HOW_TO_START =
 const WORKER = fileURLToPath(new URL('../fixtures/redis-rate-worker.ts', import.meta.url));
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const PREFIX = `sluice-test:${process.pid}:${Date.now()}:`;
-/**
- * Epoch milliseconds on the monotonic clock, comparable across processes: performance.timeOrigin can be
- * off by the time a loaded machine took to start the process, so the offset to Date.now() is measured
- * here (the largest of many samples: Date.now() truncates to whole milliseconds).
- */
-const offset = (() => {
-  let best = -Infinity;
-  const until = performance.now() + 3;
-  while (performance.now() < until) best = Math.max(best, Date.now() - performance.now());
-  return best;
-})();
-const now = () => offset + performance.now();
 
 let redis: Redis;
 const children = new Set<ChildProcess>();
