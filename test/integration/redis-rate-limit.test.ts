@@ -14,6 +14,7 @@ import type { WorkerConfig, WorkerMessage } from '../fixtures/redis-rate-worker.
 import { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.js';
 import { until } from '../helpers/wait.js';
 import { crossProcessNow as now } from '../helpers/clock.js';
+import { maxInWindow } from '../helpers/windows.js';
 
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const HOW_TO_START =
@@ -83,15 +84,6 @@ async function statusOf(worker: Worker): Promise<Extract<WorkerMessage, { type: 
   return worker.messages.slice(before).find((m) => m.type === 'status') as Extract<WorkerMessage, { type: 'status' }>;
 }
 
-/** The most admissions in any closed window [x, x + windowMs] (times sorted, in ms). */
-function maxInWindow(times: readonly number[], windowMs: number): number {
-  let most = 0;
-  for (let i = 0, j = 0; i < times.length; i++) {
-    while (j < times.length && times[j]! <= times[i]! + windowMs) j++;
-    most = Math.max(most, j - i);
-  }
-  return most;
-}
 
 /** The largest count any window of windowMs may hold, with 2 ms of timestamp slack across processes. */
 const allowedIn = (perSecond: number, burst: number, windowMs: number) => Math.floor((perSecond * (windowMs + 2)) / 1000 + burst + 1e-9);

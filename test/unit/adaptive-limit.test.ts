@@ -8,6 +8,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { WorkerPool } from '../../src/index.js';
 import type { LimitChange, PoolStatus, WorkerPoolOptions } from '../../src/index.js';
 import { Downstream, type DownstreamPhase } from '../../bench/flow/downstream.js';
+import { seededRandom as seeded } from '../helpers/random.js';
 
 beforeEach(() => {
   vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'performance', 'Date'] });
@@ -16,17 +17,6 @@ afterEach(() => {
   vi.useRealTimers();
 });
 
-/** A deterministic uniform source (mulberry32). */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Run {
   pool: WorkerPool;

@@ -2,19 +2,11 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { MemoryBroker, memoryConsumer } from '../../adapters/memory/index.js';
 import { Message, RateLimiter, WorkerPool, type GatedConsumer } from '../../src/index.js';
+import { maxInWindow } from '../helpers/windows.js';
 
 const consumerView: GatedConsumer = { name: 'c', inFlight: 0 };
 const message = new Message({ body: new Uint8Array(), id: 'm', source: 'q', raw: undefined });
 
-/** The most admissions in any closed window [x, x + windowMs] (times sorted, in ms). */
-function maxInWindow(times: readonly number[], windowMs: number): number {
-  let most = 0;
-  for (let i = 0, j = 0; i < times.length; i++) {
-    while (j < times.length && times[j]! <= times[i]! + windowMs) j++;
-    most = Math.max(most, j - i);
-  }
-  return most;
-}
 
 /** The fewest admissions in any window of windowMs starting at an admission and ending before `end`. */
 function minInWindow(times: readonly number[], windowMs: number, end: number): number {

@@ -2,6 +2,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { TaskTimeoutError } from '../../src/errors.js';
 import type { PoolStatus, SubmitAwaitResult } from '../../src/pool/types.js';
 import { WorkerPool } from '../../src/pool/worker-pool.js';
+import { seededRandom as prng } from '../helpers/random.js';
 
 // Randomized model check of WorkerPool. Every run is reproducible from its seed: the PRNG is
 // seeded and the clock is vitest's fake clock, so the same seed replays the same interleaving.
@@ -11,17 +12,6 @@ async function flush(): Promise<void> {
   for (let i = 0; i < 2; i++) await new Promise<void>((resolve) => realSetImmediate(resolve));
 }
 
-/** mulberry32: small, fast, good enough for test schedules. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 type Behaviour = 'sync-ok' | 'sync-throw' | 'async-ok' | 'async-fail' | 'abortable' | 'stubborn';
 
