@@ -14,6 +14,11 @@ export interface ConsumerEvents {
   deadLettered: { message: Message; info: DeadLetterInfo };
   /** Handed back unprocessed to the broker (refused at dispatch, or accepted and not processed). */
   givenBack: { message: Message; reason: GiveBackReason };
+  /**
+   * A batch handler call ended: `size` messages, of which `failed` failed (each also has its own
+   * `handled` / `failed` event). `key`: the batch key, if any.
+   */
+  batch: { key: string | undefined; size: number; durationMs: number; succeeded: number; failed: number };
   /** The pool had no room for a delivered message. */
   overloaded: { message: Message; policy: 'nack' | 'pause'; pool: PoolStatus };
   /** A flow gate did not admit a delivered message: it was refused without taking a pool slot. */
@@ -46,6 +51,8 @@ export interface ConsumerStatus {
   inFlight: number;
   /** Retries the runtime is waiting out off the pool (brokers that cannot delay a redelivery). */
   delayedRetries: number;
+  /** Messages gathered into batches that have not been handed to the pool yet (also counted in inFlight). */
+  batching: number;
   handled: number;
   failed: number;
   retried: number;
@@ -62,6 +69,8 @@ export interface ConsumerStatus {
   deferred: number;
   /** Settlements nothing could carry out; left to the broker's redelivery. */
   abandoned: number;
+  /** Batch handler calls started. */
+  batches: number;
   pool: PoolStatus;
 }
 

@@ -1,5 +1,5 @@
 import type { FlowGate } from './flow/gate.js';
-import type { Handler } from './handler.js';
+import type { BatchHandler, Handler } from './handler.js';
 import type { Message } from './message.js';
 import { PoolShare } from './pool/share.js';
 import { WorkerPool } from './pool/worker-pool.js';
@@ -61,13 +61,44 @@ export interface ShareOptions {
   weight?: number;
 }
 
+/** Batch handlers: many messages per call (Broadway's batchers). */
+export interface BatchOptions {
+  /**
+   * The most messages in one `batchHandler` call (an integer ≥ 1, at most the pool's capacity
+   * `maxConcurrency + maxQueueSize`, and at most the broker's credit: a RabbitMQ `prefetch`, a
+   * JetStream `max_ack_pending`). Default 100.
+   */
+  size?: number;
+  /** A partial batch is handed to the handler this long (ms, > 0) after its first message arrived. Default 1000. */
+  timeoutMs?: number;
+  /**
+   * Groups messages into separate batches (by tenant, table, ...): each key gathers its own. Must
+   * return a string; a message whose key throws or is not a string is dead-lettered (its error
+   * names the key). Default: one group.
+   */
+  key?: (message: Message) => string;
+}
+
 /** Options every consumer takes, whatever its broker. */
 export interface ConsumerOptions<Raw = unknown> {
   /** Shown in errors, events and metrics. Default: the source's name. */
   name?: string;
   /** A shared WorkerPool (one limit over many consumers) or the limits of a pool of its own. */
   pool: WorkerPool | WorkerPoolOptions;
-  handler: Handler<Raw>;
+  /**
+   * Handles one message. Required unless `batchHandler` is given; with both, `handler` runs first
+   * for each message on its own (validate, enrich: Broadway's handle_message), and the messages
+   * it succeeded with are gathered for `batchHandler`; a message it fails settles on its own.
+   */
+  handler?: Handler<Raw>;
+  /**
+   * Handles many messages in one call and one pool slot (see `batch`). Each message's outcome
+   * (all succeed, throw: all fail, `ctx.fail(message, error)` or a returned `{ failed }`: those
+   * fail) takes the same retry / dead-letter path as a single message's. Default none.
+   */
+  batchHandler?: BatchHandler<Raw>;
+  /** How messages are gathered for `batchHandler`. Defaults above; only with `batchHandler`. */
+  batch?: BatchOptions;
   /** Abort the handler's signal and count the attempt as failed after this long. Default: no limit. */
   handlerTimeoutMs?: number;
   retry?: RetryOptions;
@@ -85,7 +116,8 @@ export interface ConsumerOptions<Raw = unknown> {
   stopTimeoutMs?: number;
   /**
    * Wrappers around the handler, outermost first (Watermill's middleware): tracing, logging,
-   * metrics timing. Each gets the next handler and returns one.
+   * metrics timing. Each gets the next handler and returns one. They wrap `handler`, not
+   * `batchHandler` (whose calls are reported by the `batch` event).
    */
   middleware?: Middleware[];
   /** `health()` says degraded after this many failures in a row. Default 10. */
@@ -111,7 +143,9 @@ export interface ResolvedConsumerOptions<Raw> {
   name: string;
   pool: WorkerPool;
   ownsPool: boolean;
-  handler: Handler<Raw>;
+  handler: Handler<Raw> | undefined;
+  batchHandler: BatchHandler<Raw> | undefined;
+  batch: ResolvedBatchOptions | undefined;
   handlerTimeoutMs: number | undefined;
   retry: RetryPolicy;
   onOverload: OverloadPolicy;
@@ -125,21 +159,35 @@ export interface ResolvedConsumerOptions<Raw> {
   share: PoolShare | undefined;
 }
 
+export interface ResolvedBatchOptions {
+  size: number;
+  timeoutMs: number;
+  key: ((message: Message) => string) | undefined;
+}
+
 export function resolveConsumerOptions<Raw>(options: ConsumerOptions<Raw>, sourceName: string): ResolvedConsumerOptions<Raw> {
   const owner = `consumer "${options?.name ?? sourceName}"`;
   if (options === null || typeof options !== 'object') throw new TypeError(`${owner}: options must be an object`);
   const name = stringOption(owner, 'name', options.name, sourceName);
-  let handler = functionOption<Handler<Raw>>(owner, 'handler', options.handler);
+  const batchHandler = options.batchHandler === undefined ? undefined : functionOption<BatchHandler<Raw>>(owner, 'batchHandler', options.batchHandler);
+  if (options.handler === undefined && batchHandler === undefined) {
+    throw new TypeError(`${owner}: option "handler" (or "batchHandler") must be a function, got undefined`);
+  }
+  if (options.batch !== undefined && batchHandler === undefined) {
+    throw new TypeError(`${owner}: option "batch" needs a "batchHandler" (the function that takes the batches)`);
+  }
+  let handler = options.handler === undefined ? undefined : functionOption<Handler<Raw>>(owner, 'handler', options.handler);
   if (options.middleware !== undefined) {
     if (!Array.isArray(options.middleware)) throw new TypeError(`${owner}: option "middleware" must be an array of functions`);
     options.middleware.forEach((m, i) => functionOption(owner, `middleware[${i}]`, m));
-    handler = options.middleware.reduceRight<Handler<Raw>>((next, wrap) => wrap(next), handler);
+    if (handler !== undefined) handler = options.middleware.reduceRight<Handler<Raw>>((next, wrap) => wrap(next), handler);
   }
   if (options.pool === undefined || options.pool === null || typeof options.pool !== 'object') {
     throw new TypeError(`${owner}: option "pool" must be a WorkerPool or { maxConcurrency, maxQueueSize }, got ${String(options.pool)}`);
   }
   const ownsPool = !(options.pool instanceof WorkerPool);
   const pool = options.pool instanceof WorkerPool ? options.pool : new WorkerPool({ name, ...options.pool });
+  const batch = batchHandler === undefined ? undefined : batchOptions(owner, options.batch, pool);
   const handlerTimeoutMs =
     options.handlerTimeoutMs === undefined ? undefined : numberOption(owner, 'handlerTimeoutMs', options.handlerTimeoutMs, { min: 1 });
   return {
@@ -147,6 +195,8 @@ export function resolveConsumerOptions<Raw>(options: ConsumerOptions<Raw>, sourc
     pool,
     ownsPool,
     handler,
+    batchHandler,
+    batch,
     handlerTimeoutMs,
     retry: retryPolicy(options.retry, owner),
     onOverload: oneOfOption(owner, 'onOverload', options.onOverload, ['nack', 'pause'] as const, 'pause'),
@@ -161,6 +211,23 @@ export function resolveConsumerOptions<Raw>(options: ConsumerOptions<Raw>, sourc
     settlement: settlePolicy(owner, options.settlement),
     gates: flowGates(owner, options.flow),
     share: poolShare(owner, name, options.share),
+  };
+}
+
+function batchOptions(owner: string, value: unknown, pool: WorkerPool): ResolvedBatchOptions {
+  const o = (value === undefined ? {} : objectOption(owner, 'batch', value)) as BatchOptions;
+  const size = integerOption(owner, 'batch.size', o.size, { min: 1, fallback: 100 });
+  const { maxConcurrency, maxQueueSize } = pool.status();
+  if (size > maxConcurrency + maxQueueSize) {
+    throw new RangeError(
+      `${owner}: option "batch.size" ${size} is larger than the pool's capacity ${maxConcurrency + maxQueueSize} ` +
+        `(maxConcurrency ${maxConcurrency} + maxQueueSize ${maxQueueSize}): a batch could never fill; raise maxQueueSize or lower batch.size`,
+    );
+  }
+  return {
+    size,
+    timeoutMs: numberOption(owner, 'batch.timeoutMs', o.timeoutMs, { min: 1, fallback: 1000 }),
+    key: o.key === undefined ? undefined : functionOption<(message: Message) => string>(owner, 'batch.key', o.key),
   };
 }
 

@@ -8,9 +8,11 @@ import type { ConsumerEvents, ConsumerHealth, ConsumerState, ConsumerStatus, Sto
 import { resolveConsumerOptions, type ConsumerOptions, type FailureDecision, type ResolvedConsumerOptions } from './consumer-options.js';
 import type { Delivery, DispatchResult, Source, SourceContext, SourceEvent } from './source.js';
 import { abortEntry, Context, Entry, InFlight, type EntryRunner } from './entry.js';
+import { Batch, BatchCallContext, Batcher, type BatchRunner } from './batch.js';
+import type { BatchResult } from './handler.js';
 import type { FlowGate, GatedConsumer, GateOutcome } from './flow/gate.js';
 import { PauseReasons } from './pause.js';
-import { RUN_JOB } from './pool/job.js';
+import { HOLD_PLACE, RELEASE_PLACES, RUN_JOB } from './pool/job.js';
 import { carryOut, PendingDeadLetters } from './settle.js';
 import type { GiveBackReason, Settlement } from './settlement.js';
 import { StallWatchdog } from './watchdog.js';
@@ -54,6 +56,7 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
     settlementFailures: 0,
     deferred: 0,
     abandoned: 0,
+    batches: 0,
   };
   #connection: 'unknown' | 'connected' | 'disconnected' = 'unknown';
   /** The pool's lifetime signal, watched once: its abort (close without drain) reaches every handler signal. */
@@ -71,6 +74,8 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
   readonly #gates: FlowGate[];
   /** What gates see of this consumer. */
   readonly #gated: GatedConsumer;
+  /** Gathers messages for `batchHandler`; undefined without one. */
+  readonly #batcher: Batcher | undefined;
 
   constructor(source: Source, options: ConsumerOptions<Raw>) {
     super();
@@ -83,6 +88,22 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
       cancelled: (entry, reason) => this.#cancelled(entry, reason),
       share: this.#o.share,
     };
+    const batch = this.#o.batch;
+    if (batch !== undefined) {
+      const credit = source.credit;
+      if (credit !== undefined && credit < batch.size) {
+        throw new RangeError(
+          `consumer "${this.name}": option "batch.size" ${batch.size} is larger than the broker's credit ${credit} (${source.name}'s prefetch): ` +
+            `a batch could never fill; raise the prefetch or lower batch.size`,
+        );
+      }
+      const runner: BatchRunner = {
+        processBatch: (b) => this.#processBatch(b),
+        batchCancelled: (b, reason) => this.#batchCancelled(b, reason),
+        share: this.#o.share,
+      };
+      this.#batcher = new Batcher(batch.size, batch.timeoutMs, runner, (b) => this.#runBatch(b));
+    }
     const inFlight = this.#inFlight;
     this.#gated = {
       name: this.name,
@@ -123,6 +144,7 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
       whenAvailable: (signal) => this.#o.pool.whenAvailable(signal),
       signal: this.#stopping.signal,
       report: (event) => this.#report(event),
+      batchSize: this.#o.batch?.size ?? 1,
     };
     try {
       await this.source.start(context);
@@ -173,6 +195,7 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
       stalled: this.#watchdog.stalled,
       inFlight: this.#inFlight.size,
       delayedRetries: this.#delayed.size,
+      batching: this.#batcher?.gathering ?? 0,
       ...this.#counts,
       pool: this.#o.pool.status(),
     };
@@ -230,6 +253,7 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
     const entry = new Entry(this.#runner, delivery);
     // In flight before the pool may start it (the handler runs inside this call when a slot is free).
     const idle = this.#inFlight.size === 0;
+    if (this.#batcher !== undefined && this.#o.handler === undefined) return this.#dispatchToBatch(entry, idle);
     this.#inFlight.add(entry);
     this.#dispatching = entry;
     const result = this.#o.pool[RUN_JOB](entry);
@@ -257,6 +281,53 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
     }
     this.#overload(delivery);
     return 'overloaded';
+  }
+
+  /** Without a per-message handler, a message goes straight into its batch, holding a place of the pool. */
+  #dispatchToBatch(entry: Entry, idle: boolean): DispatchResult {
+    const { delivery } = entry;
+    const pool = this.#o.pool;
+    if (!pool[HOLD_PLACE]()) {
+      this.#gatesDone(delivery, SKIPPED);
+      if (pool.closed) {
+        this.#refused(delivery, 'shutdown');
+        if (!this.#pauses.has('pool-closed')) {
+          this.emit('error', { error: new Error(`consumer "${this.name}": its pool is closed; consumption paused`), during: 'dispatch' });
+          void this.#pauses.pause('pool-closed');
+        }
+        return 'stopping';
+      }
+      this.#overload(delivery);
+      return 'overloaded';
+    }
+    this.#inFlight.add(entry);
+    if (idle) this.#watchdog.progress();
+    this.#overloadStreak = 0;
+    this.#gather(entry);
+    return 'accepted';
+  }
+
+  /** Puts an entry (holding a place of the pool) into its batch; a key that cannot be computed dead-letters it. */
+  #gather(entry: Entry): void {
+    const keyOf = this.#o.batch!.key;
+    let key: string | undefined;
+    if (keyOf !== undefined) {
+      let error: unknown;
+      try {
+        key = keyOf(entry.delivery.message);
+        if (typeof key !== 'string') error = new TypeError(`batch.key returned ${typeof key}, not a string`);
+      } catch (e) {
+        error = e;
+      }
+      if (error !== undefined) {
+        this.#o.pool[RELEASE_PLACES](1);
+        const permanent = new PermanentError(`batch.key failed for message ${entry.delivery.message.id}: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+        this.emit('error', { error: permanent, during: 'batch-key', message: entry.delivery.message });
+        const { message } = entry.delivery;
+        return this.#finishWithout(entry, { type: 'dead-letter', info: deadLetterInfo(permanent, message.deliveryAttempt, message.source, 'permanent-error') });
+      }
+    }
+    this.#batcher!.add(entry, key);
   }
 
   /** Asks every gate; the first refusal decides, and the gates that had admitted it hear it was skipped. */
@@ -336,7 +407,7 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
     const ctx = new Context(entry, message.deliveryAttempt);
     let handlerDone: Promise<void> | void;
     try {
-      handlerDone = this.#o.handler(message as never, ctx);
+      handlerDone = this.#o.handler!(message as never, ctx);
     } catch (error) {
       handlerDone = Promise.reject(error);
     }
@@ -390,6 +461,12 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
     if (entry.settled) return this.#end(entry);
     const durationMs = entry.startedAt === undefined ? 0 : performance.now() - entry.startedAt;
     let settling: void | Promise<void>;
+    if (error === undefined && this.#batcher !== undefined && entry.batch === undefined) {
+      // `handler` ran first and succeeded: its slot becomes a held place, and the message waits for its batch.
+      entry.startedAt = undefined;
+      entry.release(false, true);
+      return this.#gather(entry);
+    }
     if (error === undefined) {
       if (this.#gates.length > 0) this.#tellGates(entry, durationMs === 0 ? SUCCEEDED : { result: 'succeeded', durationMs });
       settling = this.#ack(entry, durationMs);
@@ -404,6 +481,12 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
   }
 
   #end(entry: Entry): void {
+    const batch = entry.batch;
+    if (batch !== undefined) {
+      this.#watchdog.progress();
+      this.#inFlight.delete(entry);
+      return this.#batchPart(batch);
+    }
     const handlerDone = entry.handlerDone;
     if (handlerDone !== undefined) {
       // A handler that ignored its signal and lost the timeout race keeps its slot until it really ends: the bound stays true.
@@ -423,10 +506,145 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
     poolSignal.addEventListener(
       'abort',
       () => {
-        for (const entry of this.#inFlight.snapshot()) entry.controller?.abort(poolSignal.reason);
+        for (const entry of this.#inFlight.snapshot()) {
+          entry.controller?.abort(poolSignal.reason);
+          entry.batch?.controller?.abort(poolSignal.reason);
+        }
       },
       { once: true },
     );
+  }
+
+  // --- batches ----------------------------------------------------------------------------
+
+  /** A full or timed-out batch goes to the pool; it brings its places, so it is never refused for overload. */
+  #runBatch(batch: Batch): void {
+    const result = this.#o.pool[RUN_JOB](batch);
+    if (result === 'closed') this.#batchCancelled(batch, new ShutdownError(`consumer "${this.name}": its pool is closed`));
+  }
+
+  /** A batch that will not run (its pool closed): each message is given back. */
+  #batchCancelled(batch: Batch, reason: unknown): void {
+    this.#o.pool[RELEASE_PLACES](batch.heldPlaces);
+    batch.heldPlaces = 0;
+    // No slot to free: the entries end as if they had never been gathered.
+    for (const entry of batch.entries) {
+      entry.batch = undefined;
+      this.#inFlight.delete(entry);
+      this.#tellGates(entry, SKIPPED);
+      void this.#carry(entry, { type: 'give-back', reason: reason instanceof PoolDisplacedError ? 'overload' : 'shutdown' });
+    }
+  }
+
+  /** The pool gave the batch a slot: the live entries go to the handler in one call. Never throws. */
+  #processBatch(batch: Batch): void {
+    this.#counts.batches++;
+    // One part for the handler phase, one per entry: the slot is freed when all have ended.
+    batch.open = 1 + batch.entries.length;
+    const run = batch.running;
+    for (const entry of batch.entries) {
+      const { delivery } = entry;
+      if (entry.abortReason !== undefined) {
+        this.#finishWithout(entry, { type: 'give-back', reason: 'shutdown' });
+      } else if (delivery.stale !== undefined && delivery.stale()) {
+        this.#counts.skippedStale++;
+        this.#tellGates(entry, SKIPPED);
+        this.#end(entry);
+      } else {
+        const info = this.#pendingDeadLetters.size > 0 ? this.#pendingDeadLetters.take(delivery.message.id) : undefined;
+        if (info !== undefined) this.#finishWithout(entry, { type: 'dead-letter', info });
+        else run.push(entry);
+      }
+    }
+    if (run.length === 0) return this.#batchPart(batch);
+    this.#watchPool(batch.poolSignal!);
+    batch.startedAt = performance.now();
+    const messages = run.map((e) => e.delivery.message);
+    const ctx = new BatchCallContext(batch);
+    let result: Promise<BatchResult | void> | BatchResult | void;
+    try {
+      result = this.#o.batchHandler!(messages as never, ctx);
+    } catch (error) {
+      result = Promise.reject(error);
+    }
+    // Settled a microtask later even when synchronous: a batch may start inside an adapter's dispatch() call.
+    let done: Promise<BatchResult | void> = result instanceof Promise ? result : Promise.resolve(result);
+    const timeoutMs = this.#o.handlerTimeoutMs;
+    if (timeoutMs !== undefined) {
+      batch.handlerDone = done.then(noop, noop);
+      done = this.#batchWithTimeout(done, batch, timeoutMs);
+    }
+    done.then(
+      (value) => this.#batchOutcome(batch, undefined, value),
+      (error: unknown) => this.#batchOutcome(batch, batch.abortReason ?? error ?? new Error('batch handler rejected without a reason'), undefined),
+    );
+  }
+
+  #batchWithTimeout(done: Promise<BatchResult | void>, batch: Batch, timeoutMs: number): Promise<BatchResult | void> {
+    if (batch.abortReason !== undefined) return Promise.reject(batch.abortReason);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => batch.abort(new TaskTimeoutError(timeoutMs)), timeoutMs);
+      batch.onAbort = reject;
+      done.then(
+        (value) => {
+          clearTimeout(timer);
+          batch.onAbort = undefined;
+          resolve(value);
+        },
+        (error: unknown) => {
+          clearTimeout(timer);
+          batch.onAbort = undefined;
+          reject(error);
+        },
+      );
+    });
+  }
+
+  /** Each message of the call gets its own outcome: failed if the call threw or it was marked, else succeeded. */
+  #batchOutcome(batch: Batch, thrown: unknown, result: BatchResult | void): void {
+    const durationMs = performance.now() - batch.startedAt;
+    let failures = batch.failures;
+    if (thrown === undefined && result !== undefined && result !== null && result.failed !== undefined) {
+      const members = new Set(batch.running.map((e) => e.delivery.message));
+      try {
+        for (const { message, error } of result.failed) {
+          if (!members.has(message)) {
+            throw new TypeError(`batch handler: its result's "failed" names a message that is not in this batch (id ${String((message as { id?: unknown } | undefined)?.id)})`);
+          }
+          (failures ??= new Map()).set(message, error ?? new Error('marked failed without a reason'));
+        }
+      } catch (error) {
+        // A result the runtime cannot read: the whole call counts as failed with that error.
+        thrown = error;
+      }
+    }
+    let failed = 0;
+    for (const entry of batch.running) {
+      const message = entry.delivery.message;
+      const error = failures?.get(message) ?? thrown;
+      if (error !== undefined) failed++;
+      entry.startedAt = batch.startedAt;
+      this.#outcome(entry, error);
+    }
+    // An adaptive pool hears of a failing downstream, not of poison messages or a shutdown.
+    batch.failed = thrown !== undefined && !(thrown instanceof PermanentError || thrown instanceof ShutdownError);
+    const size = batch.running.length;
+    if (this.listenerCount('batch') > 0) this.emit('batch', { key: batch.key, size, durationMs, succeeded: size - failed, failed });
+    this.#batchPart(batch);
+  }
+
+  /** One part of a batch ended (an entry settled, or the handler phase); the last one frees the slot. */
+  #batchPart(batch: Batch): void {
+    if (--batch.open > 0) return;
+    const handlerDone = batch.handlerDone;
+    if (handlerDone !== undefined) {
+      // A handler that ignored its signal and lost the timeout race keeps the slot until it really ends.
+      batch.handlerDone = undefined;
+      batch.open = 1;
+      handlerDone.then(() => this.#batchPart(batch));
+      return;
+    }
+    batch.release();
   }
 
   // --- settlement -------------------------------------------------------------------------
@@ -623,6 +841,8 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
     const givenBackBefore = this.#counts.givenBack;
     this.#stopping.abort(new ShutdownError());
     await this.source.stop().catch((error: unknown) => this.emit('error', { error, during: 'stop' }));
+    // Partial batches run now, within the deadline, rather than waiting for their size or timeout.
+    this.#batcher?.flushAll();
     // Retries waiting out their delay go now rather than being dropped or held past the stop.
     for (const entry of [...this.#delayed.keys()]) this.#undelay(entry);
     const drained = await this.#inFlightDone(timeoutMs);

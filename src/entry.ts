@@ -1,3 +1,4 @@
+import type { Batch } from './batch.js';
 import type { HandlerContext } from './handler.js';
 import type { FinishJob, PoolJob } from './pool/job.js';
 import type { PoolShare } from './pool/share.js';
@@ -46,6 +47,8 @@ export class Entry implements PoolJob {
   prev: Entry | undefined = undefined;
   next: Entry | undefined = undefined;
   inFlight = false;
+  /** The batch it was gathered into (batch handlers); undefined for a message handled on its own. */
+  batch: Batch | undefined = undefined;
 
   constructor(
     readonly runner: EntryRunner,
@@ -67,11 +70,14 @@ export class Entry implements PoolJob {
     this.runner.cancelled(this, reason);
   }
 
-  /** Releases the pool slot (once; later calls do nothing); `failed` tells an adaptive pool the handler failed. */
-  release(failed = false): void {
+  /**
+   * Releases the pool slot (once; later calls do nothing); `failed` tells an adaptive pool the
+   * handler failed; `keepPlace`: the message waits to be batched, its slot becomes a held place.
+   */
+  release(failed = false, keepPlace = false): void {
     const finish = this.finish;
     this.finish = undefined;
-    finish?.(this, failed);
+    finish?.(this, failed, keepPlace);
   }
 }
 
@@ -80,6 +86,8 @@ export function abortEntry(entry: Entry, reason: unknown): void {
   entry.abortReason = reason;
   entry.controller?.abort(reason);
   entry.onAbort?.(reason);
+  // A running batch stops as a whole; one still gathering or waiting leaves this entry out when it starts.
+  if (entry.batch?.state === 'running') entry.batch.abort(reason);
 }
 
 /**

@@ -12,10 +12,11 @@ export type {
   SettlementOptions,
   FlowOptions,
   ShareOptions,
+  BatchOptions,
 } from './consumer-options.js';
 export { PoolDisplacedError } from './pool/share.js';
 export type * from './consumer-events.js';
-export type { Handler, HandlerContext } from './handler.js';
+export type { Handler, HandlerContext, BatchHandler, BatchContext, BatchResult } from './handler.js';
 export { Message, type Headers, type HeaderValue } from './message.js';
 export type { Settlement, GiveBackReason } from './settlement.js';
 export type { FlowGate, GateDecision, GatedConsumer, GateOutcome } from './flow/gate.js';

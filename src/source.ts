@@ -75,6 +75,13 @@ export interface SourceContext {
   /** Aborted when the consumer starts stopping. */
   readonly signal: AbortSignal;
   report(event: SourceEvent): void;
+  /**
+   * The most messages the runtime gathers for one batch handler call (1 without one). A source
+   * that learns its broker's credit only at start (a JetStream durable's `max_ack_pending`) and
+   * finds it below this rejects `start()` with an error naming both numbers: such a batch could
+   * never fill.
+   */
+  readonly batchSize: number;
 }
 
 /** What a broker can do, so that the runtime knows what it must do itself. */
@@ -100,6 +107,13 @@ export interface Source {
   /** e.g. `rabbitmq:payments`; used in errors, events and metrics labels. */
   readonly name: string;
   readonly capabilities: SourceCapabilities;
+  /**
+   * The most deliveries the broker lets this source hold unsettled, when it is known before start
+   * (a RabbitMQ `prefetch` given explicitly). A consumer whose `batch.size` is larger throws at
+   * construction, naming both. Absent: no such limit, or known only at start (see
+   * `SourceContext.batchSize`).
+   */
+  readonly credit?: number | undefined;
   /** Connects and begins pulling. Rejects with a clear error if the broker cannot be reached. */
   start(context: SourceContext): Promise<void>;
   /** Stops new deliveries; deliveries already handed out stay settle-able. */

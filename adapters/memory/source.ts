@@ -14,10 +14,13 @@ export interface MemorySourceOptions {
 export class MemorySource implements Source {
   readonly name: string;
   readonly capabilities: SourceCapabilities = { delayedRetry: true, redelivery: true, pause: true };
+  /** Unacked deliveries the queue hands this consumer: its prefetch. */
+  readonly credit: number;
   #subscription: ReturnType<MemoryBroker['subscribe']> | undefined;
 
   constructor(private readonly options: MemorySourceOptions) {
     this.name = `memory:${options.queue}`;
+    this.credit = options.prefetch;
   }
 
   async start(context: SourceContext): Promise<void> {

@@ -58,6 +58,8 @@ export class JetStreamSource implements Source {
   #inbox = '';
   #pullSubject: string;
   #ackWaitMs = 30_000;
+  /** The durable's max_ack_pending (-1: unlimited): a batch larger than it could never fill. */
+  #maxAckPending = -1;
   readonly #heartbeatMs: number;
   /** When the durable the source is bound to was created: a different one means it was made anew. */
   #createdAt: string | undefined;
@@ -139,6 +141,14 @@ export class JetStreamSource implements Source {
       if (owned) await nc.close().catch(() => {});
       throw new Error(`${this.name}: ${redactError(error)}`, { cause: error });
     }
+    const maxAckPending = this.#maxAckPending;
+    if (maxAckPending > 0 && maxAckPending < ctx.batchSize) {
+      if (owned) await nc.close().catch(() => {});
+      throw new RangeError(
+        `${this.name}: the durable's max_ack_pending ${maxAckPending} is below batch.size ${ctx.batchSize}: a batch could never fill; ` +
+          'raise max_ack_pending (or give consumerConfig, which raises it to the pool\'s capacity) or lower batch.size',
+      );
+    }
     watchStatus(nc, (event) => ctx.report(event), (type) => this.#onStatusChange(type));
     this.#inbox = createInbox((nc as { options?: { inboxPrefix?: string } }).options?.inboxPrefix);
     this.#sub = nc.subscribe(this.#inbox, { callback: (error, msg) => this.#onInbox(error, msg) });
@@ -213,6 +223,7 @@ export class JetStreamSource implements Source {
     if (this.#createdAt !== undefined && info.created !== this.#createdAt) this.#scope.epoch++;
     this.#createdAt = info.created;
     this.#ackWaitMs = Math.max(1000, Number(info.config.ack_wait ?? nanos(30_000)) / 1e6);
+    this.#maxAckPending = info.config.max_ack_pending ?? -1;
   }
 
   #onInbox(error: Error | null, msg: Msg): void {

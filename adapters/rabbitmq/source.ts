@@ -18,6 +18,10 @@ export class RabbitSource implements Source {
    * A nacked message is delivered again; `basic.cancel` stops deliveries at the broker.
    */
   readonly capabilities: SourceCapabilities = { delayedRetry: false, redelivery: true, pause: true };
+  /** Unacked deliveries the queue hands this consumer: the prefetch it opens with. */
+  get credit(): number {
+    return this.#prefetch;
+  }
   #context: SourceContext | undefined;
   #session: Session | undefined;
   #paused = false;

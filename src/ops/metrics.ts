@@ -54,6 +54,7 @@ export async function prometheusMetrics(
     });
   poolGauge('sluice_pool_active', 'Tasks running in the pool.', (p) => p.active);
   poolGauge('sluice_pool_pending', 'Tasks waiting for a slot.', (p) => p.pending);
+  poolGauge('sluice_pool_held', 'Places held for messages gathering into batches.', (p) => p.status().held);
   poolGauge('sluice_pool_capacity', 'maxConcurrency + maxQueueSize.', (p) => p.status().maxConcurrency + p.status().maxQueueSize);
   poolGauge('sluice_pool_max_concurrency', 'maxConcurrency.', (p) => p.status().maxConcurrency);
   new client.Counter({
@@ -136,6 +137,21 @@ export async function prometheusMetrics(
     buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
     registers,
   });
+  const batchSize = new client.Histogram({
+    name: 'sluice_batch_size',
+    help: 'Messages per batch handler call.',
+    labelNames: ['consumer'],
+    buckets: [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500],
+    registers,
+  });
+  const batchDuration = new client.Histogram({
+    name: 'sluice_batch_duration_seconds',
+    help: 'Batch handler run time per call.',
+    labelNames: ['consumer', 'outcome'],
+    buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers,
+  });
+  const batchMessages = counter('sluice_batch_messages_total', 'Messages of batch handler calls, by their outcome in the call (succeeded, failed).', ['outcome']);
   new client.Gauge({
     name: 'sluice_consumer_paused',
     help: '1 while the consumer is paused at the broker (for any reason).',
@@ -178,6 +194,14 @@ export async function prometheusMetrics(
       consumer.on('resumed', ({ reason, pausedMs }) => pausedSeconds.inc({ consumer: consumer.name, source: consumer.source.name, reason }, pausedMs / 1000)),
       consumer.on('gated', ({ message, gate }) => gated.inc({ ...l(message.source), gate })),
       consumer.on('deferred', ({ message, settlement }) => deferred.inc({ ...l(message.source), settlement })),
+      consumer.on('batch', ({ size, durationMs, succeeded, failed }) => {
+        const c = { consumer: consumer.name };
+        batchSize.observe(c, size);
+        batchDuration.observe({ ...c, outcome: failed === 0 ? 'ok' : succeeded === 0 ? 'error' : 'partial' }, durationMs / 1000);
+        const s = { ...l(consumer.source.name) };
+        if (succeeded > 0) batchMessages.inc({ ...s, outcome: 'succeeded' }, succeeded);
+        if (failed > 0) batchMessages.inc({ ...s, outcome: 'failed' }, failed);
+      }),
     ];
     return () => {
       consumers.delete(consumer);

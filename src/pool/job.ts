@@ -33,12 +33,31 @@ export interface PoolJob extends QueueLinks<PoolJob> {
   cancel(reason: unknown): void;
   /** Called just before it joins the queue (before any event about it is emitted). */
   queued?(): void;
+  /**
+   * Places of the waiting room this job brings with it (a batch: its messages were held while it
+   * gathered, `pool[HOLD_PLACE]`). Such a job is never refused for overload; its places are given
+   * up when it starts (a running batch takes one slot) or is cancelled. Absent or 0: an ordinary job.
+   */
+  heldPlaces?: number;
 }
 
-export type FinishJob = (job: PoolJob, failed: boolean) => void;
+/**
+ * Ends a running job. `keepPlace`: the job's message stays with the runtime, waiting to be
+ * batched; its slot becomes a held place (`pool[HOLD_PLACE]`) instead of being given up.
+ */
+export type FinishJob = (job: PoolJob, failed: boolean, keepPlace?: boolean) => void;
 
 /** `pool[RUN_JOB](job)`: the runtime's way into a WorkerPool, past `submit()`'s function and promise. */
 export const RUN_JOB: unique symbol = Symbol('sluice.runJob');
+
+/**
+ * `pool[HOLD_PLACE]()`: takes one place of the pool for a message the runtime holds while it
+ * gathers a batch, so that batching never lets a consumer hold more than the pool's capacity;
+ * false when the pool is full or closed. `pool[RELEASE_PLACES](n)` gives places back (messages that
+ * left without their batch starting). A batch job brings its places along (`heldPlaces`).
+ */
+export const HOLD_PLACE: unique symbol = Symbol('sluice.holdPlace');
+export const RELEASE_PLACES: unique symbol = Symbol('sluice.releasePlaces');
 
 /** What `pool[RUN_JOB]` did with a job. */
 export type RunJobResult = 'started' | 'queued' | 'overloaded' | 'closed';

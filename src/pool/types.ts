@@ -104,6 +104,8 @@ export interface PoolStatus {
   active: number;
   /** Tasks waiting for a slot; never above maxQueueSize (except after a shrinking resize). */
   pending: number;
+  /** Places held for messages a consumer gathers into batches (not jobs yet); they count against the capacity like waiting tasks. */
+  held: number;
   maxConcurrency: number;
   /** How many may run now: maxConcurrency, or an adaptive pool's current limit (active ≤ limit except after a shrink). */
   limit: number;

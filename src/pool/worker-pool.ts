@@ -2,7 +2,7 @@ import { TypedEmitter } from '../emitter.js';
 import { PoolClosedError, TaskTimeoutError } from '../errors.js';
 import { integerOption, numberOption } from '../validate.js';
 import { AdaptiveLimit, resolveAdaptive } from './adaptive.js';
-import { RUN_JOB, type FinishJob, type PoolJob, type RunJobResult } from './job.js';
+import { HOLD_PLACE, RELEASE_PLACES, RUN_JOB, type FinishJob, type PoolJob, type RunJobResult } from './job.js';
 import { IntrusiveQueue } from './linked-queue.js';
 import { PoolDisplacedError, PoolShare } from './share.js';
 import type {
@@ -247,6 +247,8 @@ export class WorkerPool extends TypedEmitter<PoolEvents> implements AsyncDisposa
   #lowWaterMarkGiven: number | undefined;
   #lowWaterMarkSet: boolean;
   #active = 0;
+  /** Places held for messages gathering into batches (and by batch jobs waiting for a slot): counted like waiting jobs. */
+  #held = 0;
   /** The default share's waiting jobs (every job without a share): with no shares in use, the pool's only queue. */
   #queue = new IntrusiveQueue<PoolJob>();
   /** Jobs waiting in the queues of shares (fair sharing); 0 when none is in use, and then nothing below differs from a plain FIFO. */
@@ -336,6 +338,7 @@ export class WorkerPool extends TypedEmitter<PoolEvents> implements AsyncDisposa
       name: this.name,
       active: this.#active,
       pending: this.#queue.size + this.#sharedPending,
+      held: this.#held,
       maxConcurrency: this.#maxConcurrency,
       limit: this.#limit,
       maxQueueSize: this.#maxQueueSize,
@@ -366,7 +369,7 @@ export class WorkerPool extends TypedEmitter<PoolEvents> implements AsyncDisposa
 
   /** Places left before `overloaded`: free slots plus free queue places. */
   get freeCapacity(): number {
-    return Math.max(0, this.#capacity() - this.#active - this.#queue.size - this.#sharedPending);
+    return Math.max(0, this.#capacity() - this.#active - this.#queue.size - this.#sharedPending - this.#held);
   }
 
   get saturated(): boolean {
@@ -459,6 +462,24 @@ export class WorkerPool extends TypedEmitter<PoolEvents> implements AsyncDisposa
     return this.#accept(job);
   }
 
+  [HOLD_PLACE](): boolean {
+    if (this.#closed) return false;
+    if (this.#active + this.#queue.size + this.#sharedPending + this.#held >= this.#capacity()) {
+      this.#rejected++;
+      this.#checkLevels();
+      return false;
+    }
+    this.#held++;
+    this.#checkLevels();
+    return true;
+  }
+
+  [RELEASE_PLACES](n: number): void {
+    if (n <= 0) return;
+    this.#held = Math.max(0, this.#held - n);
+    this.#checkLevels();
+  }
+
   #submit(job: TaskJob): SubmitResult<unknown> {
     const result = this.#accept(job);
     if (result === 'closed' || result === 'overloaded') return { ok: false, error: result };
@@ -468,6 +489,8 @@ export class WorkerPool extends TypedEmitter<PoolEvents> implements AsyncDisposa
   #accept(job: PoolJob): RunJobResult {
     if (this.#closed) return 'closed';
     const pending = this.#queue.size + this.#sharedPending;
+    const held = this.#held;
+    const brought = job.heldPlaces ?? 0;
     if (this.#active < this.#limit && pending === 0) {
       this.#start(job);
       this.#checkLevels();
@@ -476,7 +499,8 @@ export class WorkerPool extends TypedEmitter<PoolEvents> implements AsyncDisposa
     this.#adaptive?.waited();
     const share = job.share;
     let displaced: PoolJob | undefined;
-    if (pending >= this.#maxQueueSize) {
+    // A job that brings held places (a batch) already has its room; held places count like waiting jobs.
+    if (brought === 0 && (pending >= this.#maxQueueSize || (held > 0 && this.#active + pending + held >= this.#capacity()))) {
       // Full. With shares in use, a share below its part of the room may take a place (fair sharing).
       displaced = share === undefined && this.#sharedPending === 0 ? undefined : this.#displaceFor(share);
       if (displaced === undefined) {
@@ -486,6 +510,11 @@ export class WorkerPool extends TypedEmitter<PoolEvents> implements AsyncDisposa
       }
     }
     job.state = 'queued';
+    if (brought > 0) {
+      // Its place in the queue is one of the places it brought.
+      job.heldPlaces = brought - 1;
+      this.#held--;
+    }
     job.queued?.();
     if (share === undefined) this.#queue.push(job);
     else this.#enqueueShared(share, job);
@@ -541,6 +570,9 @@ export class WorkerPool extends TypedEmitter<PoolEvents> implements AsyncDisposa
       }
     }
     let job: PoolJob | undefined;
+    // A waiting batch brought its places with it: its messages are taken already, it is not displaced.
+    const tail = victimIsDefault ? this.#queue.tail : victim?.queue.tail;
+    if (tail?.heldPlaces !== undefined) return undefined;
     if (victimIsDefault) {
       job = this.#queue.tail!;
       this.#queue.remove(job);
@@ -588,6 +620,11 @@ export class WorkerPool extends TypedEmitter<PoolEvents> implements AsyncDisposa
 
   #start(job: PoolJob): void {
     job.state = 'running';
+    const brought = job.heldPlaces;
+    if (brought !== undefined && brought > 0) {
+      job.heldPlaces = 0;
+      this.#held -= brought;
+    }
     this.#adaptive?.started(performance.now(), this.#active);
     this.#active++;
     const share = job.share;
@@ -599,9 +636,10 @@ export class WorkerPool extends TypedEmitter<PoolEvents> implements AsyncDisposa
   }
 
   /** Every job's end (one function for all, not a closure per job); a second call for the same job is ignored. */
-  readonly #finish: FinishJob = (job, failed) => {
+  readonly #finish: FinishJob = (job, failed, keepPlace) => {
     if (job.state !== 'running') return;
     job.state = 'done';
+    if (keepPlace === true) this.#held++;
     if (failed) this.#failed++;
     else this.#completed++;
     const adaptive = this.#adaptive;
@@ -635,12 +673,21 @@ export class WorkerPool extends TypedEmitter<PoolEvents> implements AsyncDisposa
     if (!(share === undefined ? this.#queue.remove(job) : this.#dequeueShared(share, job))) return;
     job.state = 'done';
     this.#cancelled++;
+    this.#giveUpHeld(job);
     job.cancel(reason);
     this.#checkLevels();
   }
 
+  /** A queued job with held places that will never start gives them up. */
+  #giveUpHeld(job: PoolJob): void {
+    const brought = job.heldPlaces;
+    if (brought === undefined || brought === 0) return;
+    job.heldPlaces = 0;
+    this.#held -= brought;
+  }
+
   #checkLevels(): void {
-    const used = this.#active + this.#queue.size + this.#sharedPending;
+    const used = this.#active + this.#queue.size + this.#sharedPending + this.#held;
     if (!this.#saturated) {
       if (used >= this.#capacity()) {
         this.#saturated = true;
@@ -667,6 +714,7 @@ export class WorkerPool extends TypedEmitter<PoolEvents> implements AsyncDisposa
     this.#sharedPending = 0;
     for (const job of queued) {
       job.state = 'done';
+      this.#giveUpHeld(job);
       job.cancel(reason);
       cancelled++;
     }
@@ -681,7 +729,7 @@ export class WorkerPool extends TypedEmitter<PoolEvents> implements AsyncDisposa
 
   /** True once nothing runs or waits; false if `timeoutMs` passes first. */
   #idleWithin(timeoutMs: number | undefined): Promise<boolean> {
-    if (this.#active + this.#queue.size + this.#sharedPending === 0) return Promise.resolve(true);
+    if (this.#active + this.#queue.size + this.#sharedPending + this.#held === 0) return Promise.resolve(true);
     return new Promise((resolve) => {
       let timer: NodeJS.Timeout | undefined;
       const off = this.once('idle', () => {
