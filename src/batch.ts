@@ -156,6 +156,15 @@ export class Batcher {
     if (batch.entries.length >= this.size || this.#flushingAll) this.#close(batch);
   }
 
+  /** Flushes the open batch with the most messages; false when none is open. */
+  flushLargest(): boolean {
+    let largest: Batch | undefined;
+    for (const batch of this.#open.values()) if (largest === undefined || batch.entries.length > largest.entries.length) largest = batch;
+    if (largest === undefined) return false;
+    this.#close(largest);
+    return true;
+  }
+
   /** Flushes every open batch now, and from now on each message as it comes (the consumer is stopping). */
   flushAll(): void {
     this.#flushingAll = true;

@@ -297,6 +297,7 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
         }
         return 'stopping';
       }
+      this.#flushStarved();
       this.#overload(delivery);
       return 'overloaded';
     }
@@ -328,6 +329,27 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
       }
     }
     this.#batcher!.add(entry, key);
+    this.#flushStarved();
+  }
+
+  /**
+   * When nothing more can come to fill the open batches (the pool is full, or this consumer holds
+   * all of the broker's credit), waiting for size or timeout would leave a free slot idle: the
+   * largest open batch starts now, as long as slots are free. Without a free slot a batch stays
+   * open, so that it can still grow when places come back.
+   */
+  #flushStarved(): void {
+    const batcher = this.#batcher!;
+    if (batcher.gathering === 0) return;
+    const pool = this.#o.pool;
+    const credit = this.source.credit;
+    while (
+      batcher.gathering > 0 &&
+      pool.active + pool.pending < pool.limit &&
+      (pool.freeCapacity === 0 || (credit !== undefined && this.#inFlight.size >= credit))
+    ) {
+      if (!batcher.flushLargest()) return;
+    }
   }
 
   /** Asks every gate; the first refusal decides, and the gates that had admitted it hear it was skipped. */
