@@ -491,7 +491,8 @@ export class WorkerPool extends TypedEmitter<PoolEvents> implements AsyncDisposa
     const pending = this.#queue.size + this.#sharedPending;
     const held = this.#held;
     const brought = job.heldPlaces ?? 0;
-    if (this.#active < this.#limit && pending === 0) {
+    // Places held for gathering batches count too: a free slot is no room when they fill the capacity.
+    if (this.#active < this.#limit && pending === 0 && (held === 0 || brought > 0 || this.#active + held < this.#capacity())) {
       this.#start(job);
       this.#checkLevels();
       return 'started';
