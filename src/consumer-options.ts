@@ -1,5 +1,6 @@
 import type { FlowGate } from './flow/gate.js';
 import type { BatchHandler, Handler } from './handler.js';
+import type { StandardSchemaV1 } from './schema.js';
 import type { Message } from './message.js';
 import { PoolShare } from './pool/share.js';
 import { WorkerPool } from './pool/worker-pool.js';
@@ -79,8 +80,11 @@ export interface BatchOptions {
   key?: (message: Message) => string;
 }
 
-/** Options every consumer takes, whatever its broker. */
-export interface ConsumerOptions<Raw = unknown> {
+/**
+ * Options every consumer takes, whatever its broker. `Data` is the output type of `schema`
+ * (inferred from it): what `message.data` is in the handlers.
+ */
+export interface ConsumerOptions<Raw = unknown, Data = unknown> {
   /** Shown in errors, events and metrics. Default: the source's name. */
   name?: string;
   /** A shared WorkerPool (one limit over many consumers) or the limits of a pool of its own. */
@@ -90,13 +94,20 @@ export interface ConsumerOptions<Raw = unknown> {
    * for each message on its own (validate, enrich: Broadway's handle_message), and the messages
    * it succeeded with are gathered for `batchHandler`; a message it fails settles on its own.
    */
-  handler?: Handler<Raw>;
+  handler?: Handler<Raw, Data>;
   /**
    * Handles many messages in one call and one pool slot (see `batch`). Each message's outcome
    * (all succeed, throw: all fail, `ctx.fail(message, error)` or a returned `{ failed }`: those
    * fail) takes the same retry / dead-letter path as a single message's. Default none.
    */
-  batchHandler?: BatchHandler<Raw>;
+  batchHandler?: BatchHandler<Raw, Data>;
+  /**
+   * Validates each message's body, parsed as JSON, with any Standard Schema (zod, valibot,
+   * arktype, ...) before a handler sees it; the output is `message.data`, typed from the schema. A
+   * body that is not JSON or fails the schema is dead-lettered at once (reason `invalid`, the
+   * issues as JSON in the `x-sluice-validation-issues` header), never retried. Default none.
+   */
+  schema?: StandardSchemaV1<unknown, Data>;
   /** How messages are gathered for `batchHandler`. Defaults above; only with `batchHandler`. */
   batch?: BatchOptions;
   /** Abort the handler's signal and count the attempt as failed after this long. Default: no limit. */
@@ -146,6 +157,7 @@ export interface ResolvedConsumerOptions<Raw> {
   handler: Handler<Raw> | undefined;
   batchHandler: BatchHandler<Raw> | undefined;
   batch: ResolvedBatchOptions | undefined;
+  schema: StandardSchemaV1 | undefined;
   handlerTimeoutMs: number | undefined;
   retry: RetryPolicy;
   onOverload: OverloadPolicy;
@@ -165,10 +177,11 @@ export interface ResolvedBatchOptions {
   key: ((message: Message) => string) | undefined;
 }
 
-export function resolveConsumerOptions<Raw>(options: ConsumerOptions<Raw>, sourceName: string): ResolvedConsumerOptions<Raw> {
+export function resolveConsumerOptions<Raw, Data>(options: ConsumerOptions<Raw, Data>, sourceName: string): ResolvedConsumerOptions<Raw> {
   const owner = `consumer "${options?.name ?? sourceName}"`;
   if (options === null || typeof options !== 'object') throw new TypeError(`${owner}: options must be an object`);
   const name = stringOption(owner, 'name', options.name, sourceName);
+  // Handlers are stored without their Data type: the runtime sets `message.data` from the schema itself.
   const batchHandler = options.batchHandler === undefined ? undefined : functionOption<BatchHandler<Raw>>(owner, 'batchHandler', options.batchHandler);
   if (options.handler === undefined && batchHandler === undefined) {
     throw new TypeError(`${owner}: option "handler" (or "batchHandler") must be a function, got undefined`);
@@ -197,6 +210,7 @@ export function resolveConsumerOptions<Raw>(options: ConsumerOptions<Raw>, sourc
     handler,
     batchHandler,
     batch,
+    schema: schemaOption(owner, options.schema),
     handlerTimeoutMs,
     retry: retryPolicy(options.retry, owner),
     onOverload: oneOfOption(owner, 'onOverload', options.onOverload, ['nack', 'pause'] as const, 'pause'),
@@ -212,6 +226,15 @@ export function resolveConsumerOptions<Raw>(options: ConsumerOptions<Raw>, sourc
     gates: flowGates(owner, options.flow),
     share: poolShare(owner, name, options.share),
   };
+}
+
+function schemaOption(owner: string, value: unknown): StandardSchemaV1 | undefined {
+  if (value === undefined) return undefined;
+  const props = (value as { '~standard'?: { version?: unknown; validate?: unknown } } | null)?.['~standard'];
+  if (props === undefined || props === null || props.version !== 1 || typeof props.validate !== 'function') {
+    throw new TypeError(`${owner}: option "schema" must be a Standard Schema v1 (zod, valibot, arktype, ...: an object with "~standard".validate), got ${typeof value}`);
+  }
+  return value as StandardSchemaV1;
 }
 
 function batchOptions(owner: string, value: unknown, pool: WorkerPool): ResolvedBatchOptions {

@@ -2,7 +2,8 @@ import { setMaxListeners } from 'node:events';
 import { abortableDelay } from './backoff.js';
 import { deadLetterInfo, type DeadLetterInfo } from './dead-letter.js';
 import { TypedEmitter } from './emitter.js';
-import { PermanentError, SettlementError, ShutdownError, TaskTimeoutError } from './errors.js';
+import { PermanentError, SettlementError, ShutdownError, TaskTimeoutError, ValidationError } from './errors.js';
+import { validateMessage } from './schema.js';
 import { PoolDisplacedError } from './pool/share.js';
 import type { ConsumerEvents, ConsumerHealth, ConsumerState, ConsumerStatus, StopOptions, StopResult } from './consumer-events.js';
 import { resolveConsumerOptions, type ConsumerOptions, type FailureDecision, type ResolvedConsumerOptions } from './consumer-options.js';
@@ -77,7 +78,9 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
   /** Gathers messages for `batchHandler`; undefined without one. */
   readonly #batcher: Batcher | undefined;
 
-  constructor(source: Source, options: ConsumerOptions<Raw>) {
+  // Data (the schema's output) only types the handlers: the runtime sets message.data itself.
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  constructor(source: Source, options: ConsumerOptions<Raw, any>) {
     super();
     this.#o = resolveConsumerOptions(options, source.name);
     this.name = this.#o.name;
@@ -423,6 +426,21 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
       const info = this.#pendingDeadLetters.take(message.id);
       if (info !== undefined) return this.#finishWithout(entry, { type: 'dead-letter', info });
     }
+    const schema = this.#o.schema;
+    if (schema !== undefined) {
+      const invalid = validateMessage(schema, message);
+      if (invalid instanceof Promise) {
+        invalid.then((error) => (error === undefined ? this.#runHandler(entry) : this.#outcome(entry, error)));
+        return;
+      }
+      if (invalid !== undefined) return this.#outcome(entry, invalid);
+    }
+    this.#runHandler(entry);
+  }
+
+  /** Runs the handler of an entry that has a slot and passed its checks; ends with #outcome. */
+  #runHandler(entry: Entry): void {
+    const { message } = entry.delivery;
     this.#watchPool(entry.poolSignal!);
     // The clock is read only when someone takes durations (metrics, gates): per message it costs.
     if (this.#gates.length > 0 || this.listenerCount('handled') + this.listenerCount('failed') > 0) entry.startedAt = performance.now();
@@ -563,7 +581,7 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
     this.#counts.batches++;
     // One part for the handler phase, one per entry: the slot is freed when all have ended.
     batch.open = 1 + batch.entries.length;
-    const run = batch.running;
+    const run: Entry[] = [];
     for (const entry of batch.entries) {
       const { delivery } = entry;
       if (entry.abortReason !== undefined) {
@@ -578,6 +596,32 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
         else run.push(entry);
       }
     }
+    // With `handler` as well, the schema was checked before it ran.
+    const schema = this.#o.handler === undefined ? this.#o.schema : undefined;
+    if (schema !== undefined) {
+      const checks = run.map((entry) => validateMessage(schema, entry.delivery.message));
+      if (checks.some((c) => c instanceof Promise)) {
+        void Promise.all(checks).then((results) => this.#callBatch(batch, this.#valid(run, results)));
+        return;
+      }
+      return this.#callBatch(batch, this.#valid(run, checks as (Error | undefined)[]));
+    }
+    this.#callBatch(batch, run);
+  }
+
+  /** The entries that passed the schema; the others settle on their own (dead-lettered, or retried if the schema threw). */
+  #valid(run: Entry[], results: (Error | undefined)[]): Entry[] {
+    const valid: Entry[] = [];
+    for (let i = 0; i < run.length; i++) {
+      const error = results[i];
+      if (error === undefined) valid.push(run[i]!);
+      else this.#outcome(run[i]!, error);
+    }
+    return valid;
+  }
+
+  #callBatch(batch: Batch, run: Entry[]): void {
+    batch.running = run;
     if (run.length === 0) return this.#batchPart(batch);
     this.#watchPool(batch.poolSignal!);
     batch.startedAt = performance.now();
@@ -696,7 +740,7 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
         }
       }
       if (decision.action === 'dead-letter') {
-        const reason = permanent ? 'permanent-error' : attempt >= maxAttempts ? 'max-attempts' : 'failure-policy';
+        const reason = error instanceof ValidationError ? 'invalid' : permanent ? 'permanent-error' : attempt >= maxAttempts ? 'max-attempts' : 'failure-policy';
         settlement = { type: 'dead-letter', info: deadLetterInfo(error, attempt, message.source, reason) };
       } else if (decision.action === 'retry') {
         settlement = { type: 'retry', delayMs: Math.max(0, decision.delayMs ?? this.#o.retry.delayMs(attempt)), nextAttempt: attempt + 1 };

@@ -1,4 +1,6 @@
+import { ValidationError } from './errors.js';
 import type { Headers, Message } from './message.js';
+import type { ValidationIssue } from './schema.js';
 
 /** What the runtime tells an adapter when a message goes to the dead-letter path. */
 export interface DeadLetterInfo {
@@ -6,8 +8,10 @@ export interface DeadLetterInfo {
   /** Handler runs spent on the message (its delivery attempt when it failed for the last time). */
   attempts: number;
   source: string;
-  reason: 'max-attempts' | 'permanent-error' | 'failure-policy';
+  reason: 'max-attempts' | 'permanent-error' | 'failure-policy' | 'invalid';
   at: Date;
+  /** With reason 'invalid': what the schema found wrong. */
+  issues?: ValidationIssue[];
 }
 
 /** Header names every adapter writes on a dead-lettered message, so tooling can read them on any broker. */
@@ -20,6 +24,8 @@ export const DEAD_LETTER_HEADERS = {
   messageId: 'x-sluice-message-id',
   key: 'x-sluice-key',
   at: 'x-sluice-dead-lettered-at',
+  /** JSON `[{ path, message }]` of a message that failed the consumer's schema (cut at 4 KiB). */
+  issues: 'x-sluice-validation-issues',
 } as const;
 
 /** The header that carries the attempt count where the broker does not count deliveries itself. */
@@ -27,7 +33,9 @@ export const ATTEMPT_HEADER = 'x-sluice-attempt';
 
 export function deadLetterInfo(error: unknown, attempts: number, source: string, reason: DeadLetterInfo['reason']): DeadLetterInfo {
   const e = error instanceof Error ? error : new Error(String(error));
-  return { error: { name: e.name, message: e.message }, attempts, source, reason, at: new Date() };
+  const info: DeadLetterInfo = { error: { name: e.name, message: e.message }, attempts, source, reason, at: new Date() };
+  if (error instanceof ValidationError) info.issues = error.issues;
+  return info;
 }
 
 /** The original headers plus the dead-letter facts, as strings (every broker can carry strings). */
@@ -45,7 +53,15 @@ export function deadLetterHeaders(message: Message, info: DeadLetterInfo): Recor
   headers[DEAD_LETTER_HEADERS.messageId] = message.id;
   if (message.key !== undefined) headers[DEAD_LETTER_HEADERS.key] = message.key;
   headers[DEAD_LETTER_HEADERS.at] = info.at.toISOString();
+  if (info.issues !== undefined) headers[DEAD_LETTER_HEADERS.issues] = issuesHeader(info.issues);
   return headers;
+}
+
+/** As many whole issues as fit in 4 KiB of JSON (a header must stay small on every broker). */
+function issuesHeader(issues: ValidationIssue[]): string {
+  let json = JSON.stringify(issues);
+  for (let n = issues.length - 1; json.length > 4096 && n >= 1; n--) json = JSON.stringify(issues.slice(0, n));
+  return json.length > 4096 ? json.slice(0, 4096) : json;
 }
 
 export type { Headers };

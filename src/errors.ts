@@ -1,3 +1,4 @@
+import type { ValidationIssue } from './schema.js';
 /** Thrown (or rejected) where work was abandoned because its pool closed. */
 export class PoolClosedError extends Error {
   override readonly name = 'PoolClosedError';
@@ -28,6 +29,18 @@ export class PermanentError extends Error {
 /** The message body could not be decoded (e.g. not JSON). Permanent: it goes to dead-letter. */
 export class DecodeError extends PermanentError {
   override readonly name = 'DecodeError';
+}
+
+/** A message whose body failed the consumer's `schema`: dead-lettered at once, with its issues in a header. */
+export class ValidationError extends PermanentError {
+  override readonly name = 'ValidationError';
+  constructor(
+    message: string,
+    /** Each issue's dotted path and message, as the schema library gave them. */
+    readonly issues: ValidationIssue[],
+  ) {
+    super(message);
+  }
 }
 
 /** The reason carried by a consumer's signals when it is shutting down. */

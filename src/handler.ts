@@ -7,7 +7,8 @@ export interface HandlerContext {
   attempt: number;
 }
 
-export type Handler<Raw = unknown> = (message: Message<Raw>, context: HandlerContext) => Promise<void> | void;
+/** `Data`: the output type of the consumer's `schema` (`message.data`). */
+export type Handler<Raw = unknown, Data = unknown> = (message: Message<Raw, Data>, context: HandlerContext) => Promise<void> | void;
 
 /** What a batch handler's `ctx` offers. */
 export interface BatchContext {
@@ -35,7 +36,7 @@ export interface BatchResult {
  * Handles many messages in one call (one pool slot). Return nothing: all succeeded (but those
  * marked with `ctx.fail`); throw or reject: all failed with that error (those marked keep theirs).
  */
-export type BatchHandler<Raw = unknown> = (
-  messages: Message<Raw>[],
+export type BatchHandler<Raw = unknown, Data = unknown> = (
+  messages: Message<Raw, Data>[],
   context: BatchContext,
 ) => Promise<BatchResult | void> | BatchResult | void;

@@ -26,5 +26,6 @@ export { CircuitBreaker, type CircuitBreakerOptions, type CircuitBreakerStatus, 
 export type { RetryOptions, BackoffOptions } from './retry.js';
 export type { RecoveryOptions } from './adapter/recovery.js';
 export { DEAD_LETTER_HEADERS, ATTEMPT_HEADER, type DeadLetterInfo } from './dead-letter.js';
-export { DecodeError, PermanentError, PoolClosedError, SettlementError, ShutdownError, TaskTimeoutError } from './errors.js';
+export { DecodeError, PermanentError, PoolClosedError, SettlementError, ShutdownError, TaskTimeoutError, ValidationError } from './errors.js';
+export type { StandardSchemaV1, StandardSchemaIssue, InferOutput, ValidationIssue } from './schema.js';
 export * from './ops/index.js';

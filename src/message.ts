@@ -21,8 +21,11 @@ export interface MessageInit<Raw> {
 /** One decoder for every message: `fatal` decoding keeps no state between calls (no `stream` option). */
 const UTF8 = new TextDecoder('utf-8', { fatal: true });
 
-/** The broker-neutral envelope a handler receives. `raw` is the broker's own message. */
-export class Message<Raw = unknown> {
+/**
+ * The broker-neutral envelope a handler receives. `raw` is the broker's own message; `data` the
+ * body as the consumer's `schema` validated it (typed from the schema; undefined without one).
+ */
+export class Message<Raw = unknown, Data = unknown> {
   readonly body: Uint8Array;
   readonly headers: Readonly<Headers>;
   readonly id: string;
@@ -31,6 +34,8 @@ export class Message<Raw = unknown> {
   readonly deliveryAttempt: number;
   readonly redelivered: boolean;
   readonly raw: Raw;
+  /** The body parsed as JSON and validated by the consumer's `schema` (its output); undefined without a schema. */
+  readonly data: Data = undefined as Data;
 
   constructor(init: MessageInit<Raw>) {
     this.body = init.body;
@@ -75,4 +80,9 @@ export function headerText(value: HeaderValue): string | undefined {
   if (value instanceof Uint8Array) return Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('utf8');
   if (Array.isArray(value)) return headerText(value[0]);
   return typeof value === 'object' ? JSON.stringify(value) : String(value);
+}
+
+/** The runtime sets a validated body once, before the handler runs; `data` is read-only to handlers. */
+export function setData(message: Message, value: unknown): void {
+  (message as { data: unknown }).data = value;
 }

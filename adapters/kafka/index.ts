@@ -17,6 +17,6 @@ export type KafkaConsumer = Consumer<KafkaRecord> & { readonly source: KafkaSour
  * (or per partition, or unordered), committing only what is done, pausing partitions when the
  * pool is full. Several consumers may share one WorkerPool.
  */
-export function kafkaConsumer(options: KafkaConsumerOptions): KafkaConsumer {
+export function kafkaConsumer<Data = unknown>(options: KafkaConsumerOptions<Data>): KafkaConsumer {
   return new Consumer(new KafkaSource(resolveKafkaOptions(options)), options) as KafkaConsumer;
 }

@@ -17,7 +17,7 @@ export type KafkaRecoveryOptions = RecoveryOptions;
 /** Default of `connectTimeoutMs`: with 3 start attempts, an unreachable cluster fails `start()` in about 6.6 s. */
 export const CONNECT_TIMEOUT_DEFAULT_MS = 2000;
 
-export interface KafkaConsumerOptions extends ConsumerOptions<KafkaRecord> {
+export interface KafkaConsumerOptions<Data = unknown> extends ConsumerOptions<KafkaRecord, Data> {
   /** kafkajs client config (`brokers`, `ssl`, `sasl`, `retry`…), or a `Kafka` instance you own. */
   kafka: KafkaConfig | Kafka;
   groupId: string;
@@ -82,7 +82,7 @@ export interface ResolvedKafkaOptions {
   where: string;
 }
 
-export function resolveKafkaOptions(options: KafkaConsumerOptions): ResolvedKafkaOptions {
+export function resolveKafkaOptions<Data>(options: KafkaConsumerOptions<Data>): ResolvedKafkaOptions {
   objectOption('kafkaConsumer', 'options', options);
   const owner = `kafkaConsumer(${JSON.stringify(options.groupId)})`;
   const groupId = stringOption(owner, 'groupId', options.groupId);

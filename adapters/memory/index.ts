@@ -5,7 +5,7 @@ import { MemorySource } from './source.js';
 export { MemoryBroker, type StoredMessage, type PublishOptions, type QueueDepth } from './broker.js';
 export { MemorySource } from './source.js';
 
-export interface MemoryConsumerOptions extends ConsumerOptions<StoredMessage> {
+export interface MemoryConsumerOptions<Data = unknown> extends ConsumerOptions<StoredMessage, Data> {
   broker: MemoryBroker;
   queue: string;
   /** Unacked deliveries this consumer may hold. Default: the pool's capacity (maxConcurrency + maxQueueSize). */
@@ -15,7 +15,7 @@ export interface MemoryConsumerOptions extends ConsumerOptions<StoredMessage> {
 }
 
 /** A consumer of one in-memory queue through a bounded pool. */
-export function memoryConsumer(options: MemoryConsumerOptions): Consumer<StoredMessage> {
+export function memoryConsumer<Data = unknown>(options: MemoryConsumerOptions<Data>): Consumer<StoredMessage> {
   const owner = `memoryConsumer(${JSON.stringify(options?.queue)})`;
   if (!(options?.broker instanceof MemoryBroker)) throw new TypeError(`${owner}: option "broker" must be a MemoryBroker`);
   const queue = stringOption(owner, 'queue', options.queue);

@@ -15,7 +15,7 @@ export type { JsMsg, Msg };
  * A JetStream durable pull consumer through a bounded pool: at least once, pulls sized by the
  * pool's free places, `working()` for slow handlers, dead letters published before `term()`.
  */
-export function natsConsumer(options: NatsConsumerOptions): Consumer<JsMsg> {
+export function natsConsumer<Data = unknown>(options: NatsConsumerOptions<Data>): Consumer<JsMsg> {
   return new Consumer(new JetStreamSource(resolveJetStreamOptions(options)), options);
 }
 
@@ -24,7 +24,7 @@ export function natsConsumer(options: NatsConsumerOptions): Consumer<JsMsg> {
  * Overload answers a request with a 503 service error and drops a plain message (counted in
  * `consumer.source.dropped`). Handlers answer requests with `msg.raw.respond(…)`.
  */
-export function natsSubscriber(options: NatsSubscriberOptions): Consumer<Msg> {
+export function natsSubscriber<Data = unknown>(options: NatsSubscriberOptions<Data>): Consumer<Msg> {
   const resolved = resolveCoreOptions(options);
   if (options.retry?.maxAttempts !== undefined && options.retry.maxAttempts !== 1) {
     throw new RangeError(

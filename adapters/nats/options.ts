@@ -7,7 +7,7 @@ import type { ResolvedCoreOptions } from './core-source.js';
 /** The same `recovery` as every adapter (src/adapter/recovery.ts): 3 start attempts, backoff 200 ms growing to 5 s. */
 export type NatsRecoveryOptions = RecoveryOptions;
 
-export interface NatsConsumerOptions extends ConsumerOptions<JsMsg>, NatsConnectionOptions {
+export interface NatsConsumerOptions<Data = unknown> extends ConsumerOptions<JsMsg, Data>, NatsConnectionOptions {
   stream: string;
   /** The durable pull consumer's name. */
   durable: string;
@@ -28,7 +28,7 @@ export interface NatsConsumerOptions extends ConsumerOptions<JsMsg>, NatsConnect
   recovery?: NatsRecoveryOptions;
 }
 
-export interface NatsSubscriberOptions extends ConsumerOptions<Msg>, NatsConnectionOptions {
+export interface NatsSubscriberOptions<Data = unknown> extends ConsumerOptions<Msg, Data>, NatsConnectionOptions {
   subject: string;
   /** Queue group: each message goes to one member of the group. */
   queueGroup?: string;
@@ -46,7 +46,7 @@ function deadLetterSubject(owner: string, value: unknown, fallback: string | und
   return stringOption(owner, 'deadLetter.subject', objectOption(owner, 'deadLetter', value).subject);
 }
 
-export function resolveJetStreamOptions(o: NatsConsumerOptions): ResolvedJetStreamOptions {
+export function resolveJetStreamOptions<Data>(o: NatsConsumerOptions<Data>): ResolvedJetStreamOptions {
   const owner = `natsConsumer(${JSON.stringify(o?.stream)}/${JSON.stringify(o?.durable)})`;
   objectOption('natsConsumer', 'options', o);
   const stream = stringOption(owner, 'stream', o.stream);
@@ -63,7 +63,7 @@ export function resolveJetStreamOptions(o: NatsConsumerOptions): ResolvedJetStre
   };
 }
 
-export function resolveCoreOptions(o: NatsSubscriberOptions): ResolvedCoreOptions {
+export function resolveCoreOptions<Data>(o: NatsSubscriberOptions<Data>): ResolvedCoreOptions {
   const owner = `natsSubscriber(${JSON.stringify(o?.subject)})`;
   objectOption('natsSubscriber', 'options', o);
   return {

@@ -14,7 +14,7 @@ export type { ConsumeMessage };
  * A consumer of one RabbitMQ queue through a bounded pool. Several consumers may share one
  * WorkerPool: that is one concurrency limit over many queues.
  */
-export function rabbitConsumer(options: RabbitConsumerOptions): Consumer<ConsumeMessage> {
+export function rabbitConsumer<Data = unknown>(options: RabbitConsumerOptions<Data>): Consumer<ConsumeMessage> {
   const source = new RabbitSource(resolveRabbitOptions(options));
   const consumer = new Consumer(source, options);
   // Default prefetch is the pool's capacity; on an adaptive pool it follows the limit.

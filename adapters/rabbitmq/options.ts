@@ -29,7 +29,7 @@ export interface QueueDeclaration {
 /** Where dead letters go: a queue (declared durable by the consumer) or an exchange (must exist). */
 export type DeadLetterTarget = { queue: string } | { exchange: string; routingKey?: string };
 
-export interface RabbitConsumerOptions extends ConsumerOptions<ConsumeMessage> {
+export interface RabbitConsumerOptions<Data = unknown> extends ConsumerOptions<ConsumeMessage, Data> {
   /** `amqp://user:pass@host:5672/vhost`, or amqplib's connect object. One of `url` / `connection`. */
   url?: string | Options.Connect;
   /** amqplib socket options: TLS (`cert`, `key`, `ca`), timeouts, `clientProperties`. */
@@ -62,7 +62,7 @@ export interface ResolvedRabbitOptions {
   where: string;
 }
 
-export function resolveRabbitOptions(options: RabbitConsumerOptions): ResolvedRabbitOptions {
+export function resolveRabbitOptions<Data>(options: RabbitConsumerOptions<Data>): ResolvedRabbitOptions {
   const owner = `rabbitConsumer(${JSON.stringify(options?.queue)})`;
   objectOption('rabbitConsumer', 'options', options);
   const queue = stringOption(owner, 'queue', options.queue);
