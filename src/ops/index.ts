@@ -3,3 +3,12 @@ export { serveHealth, type HealthServer } from './http.js';
 export { jsonLogger, logConsumer, redactingLogger, silentLogger, errorFields, type Logger } from './logger.js';
 export { prometheusMetrics, type PrometheusMetrics } from './metrics.js';
 export { tracingMiddleware, injectTraceContext, type TracingOptions } from './tracing.js';
+export {
+  otelMessagingMetrics,
+  PROCESS_DURATION_BUCKETS,
+  type MeterLike,
+  type OtelMessagingMetrics,
+  type OtelMetricsOptions,
+  type TrackOptions as OtelTrackOptions,
+} from './otel-metrics.js';
+export { type MessagingTarget } from './messaging-attributes.js';

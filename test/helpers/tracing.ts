@@ -14,9 +14,8 @@ export interface Tracing {
 /** Installs OpenTelemetry globally for `fn`, and removes it after, whatever happens. */
 export async function withTracing(fn: (tracing: Tracing) => Promise<void>): Promise<void> {
   const exporter = new InMemorySpanExporter();
-  const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] } as never);
-  // SDK 1.x takes processors through addSpanProcessor, 2.x through the constructor.
-  (provider as unknown as { addSpanProcessor?: (p: unknown) => void }).addSpanProcessor?.(new SimpleSpanProcessor(exporter));
+  // sdk-trace-base ≥ 1.30 and 2.x take processors here; adding one through addSpanProcessor as well exported every span twice.
+  const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
   trace.setGlobalTracerProvider(provider);
   context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
   propagation.setGlobalPropagator(new W3CTraceContextPropagator());

@@ -96,7 +96,7 @@ describe('runService on a real RabbitMQ', () => {
       await consumer.start();
       await until(() => consumer.status().handled === 1, 'handled');
       await consumer.stop();
-      const span = tracing.finished().find((s) => s.name === `${queue} process`);
+      const span = tracing.finished().find((s) => s.name === `process ${queue}`);
       expectChildOf(span, producer);
       expect(span!.attributes).toMatchObject({ 'messaging.system': 'rabbitmq', 'messaging.destination.name': queue, 'messaging.message.id': 'traced-1' });
     });

@@ -1,4 +1,4 @@
-import { context, propagation, trace } from '@opentelemetry/api';
+import { context, propagation, SpanStatusCode, trace } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
@@ -156,10 +156,9 @@ describe('operations: logging never shows a password', () => {
 
 describe('operations: tracing', () => {
   const exporter = new InMemorySpanExporter();
-  const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] } as never);
+  // sdk-trace-base ≥ 1.30 and 2.x take processors here (adding one through addSpanProcessor too exported every span twice).
+  const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
   beforeAll(() => {
-    // sdk-trace-base 1.x takes processors through addSpanProcessor.
-    (provider as unknown as { addSpanProcessor?: (p: unknown) => void }).addSpanProcessor?.(new SimpleSpanProcessor(exporter));
     trace.setGlobalTracerProvider(provider);
     context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
     propagation.setGlobalPropagator(new W3CTraceContextPropagator());
@@ -193,13 +192,53 @@ describe('operations: tracing', () => {
     await until(() => consumer.status().handled === 1, 'handled');
     await consumer.stop();
     const spans = exporter.getFinishedSpans();
-    const consumerSpan = spans.find((s) => s.name === 'orders process')!;
+    const consumerSpan = spans.find((s) => s.name === 'process orders')!;
     expect(consumerSpan).toBeDefined();
+    // The conventions: the process span links to the creation context too, and leaves its status unset on success.
+    expect(consumerSpan.links.map((l) => l.context.spanId)).toEqual([producer.spanContext().spanId]);
+    expect(consumerSpan.status.code).toBe(SpanStatusCode.UNSET);
+    expect(consumerSpan.attributes['messaging.operation']).toBeUndefined();
+    expect(consumerSpan.attributes['error.type']).toBeUndefined();
     expect(consumerSpan.spanContext().traceId).toBe(producer.spanContext().traceId);
     const parentOf = (s: unknown) => (s as { parentSpanId?: string }).parentSpanId ?? (s as { parentSpanContext?: { spanId: string } }).parentSpanContext?.spanId;
     expect(parentOf(consumerSpan)).toBe(producer.spanContext().spanId);
     expect(innerParent).toBe(consumerSpan.spanContext().spanId);
-    expect(consumerSpan.attributes).toMatchObject({ 'messaging.system': 'memory', 'messaging.destination.name': 'orders', 'messaging.message.id': 'traced' });
+    expect(consumerSpan.attributes).toMatchObject({
+      'messaging.system': 'memory',
+      'messaging.operation.name': 'process',
+      'messaging.operation.type': 'process',
+      'messaging.destination.name': 'orders',
+      'messaging.message.id': 'traced',
+      'messaging.message.body.size': 7,
+      'sluice.delivery_attempt': 1,
+    });
+  });
+
+  it('marks a failed attempt with error.type (the class name) and status ERROR, one span per attempt', async () => {
+    exporter.reset();
+    class CardDeclined extends Error {}
+    const broker = new MemoryBroker();
+    broker.publishJson('payments', { n: 1 }, { id: 'declined' });
+    const consumer = memoryConsumer({
+      broker, queue: 'payments', pool: { maxConcurrency: 1, maxQueueSize: 0 },
+      retry: { maxAttempts: 2, backoff: { initialMs: 1, maxMs: 1 } },
+      middleware: [await tracingMiddleware({ system: 'memory', consumerGroup: 'billing' })],
+      handler: async (msg) => {
+        if (msg.deliveryAttempt === 1) throw new CardDeclined('card declined');
+        throw new PermanentError('still declined');
+      },
+    });
+    await consumer.start();
+    await until(() => consumer.status().deadLettered === 1, 'dead-lettered');
+    await consumer.stop();
+    const spans = exporter.getFinishedSpans().filter((s) => s.name === 'process payments');
+    expect(spans.map((s) => [s.attributes['sluice.delivery_attempt'], s.attributes['error.type']])).toEqual([[1, 'CardDeclined'], [2, 'PermanentError']]);
+    for (const span of spans) {
+      expect(span.status).toMatchObject({ code: SpanStatusCode.ERROR });
+      expect(span.attributes['messaging.consumer.group.name']).toBe('billing');
+      expect(span.links).toEqual([]); // no creation context in the headers: no link
+    }
+    expect(spans[0]!.status.message).toBe('card declined');
   });
 });
 
