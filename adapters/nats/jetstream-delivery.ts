@@ -17,6 +17,8 @@ export interface JetStreamScope {
   ack(msg: JsMsg): void;
   /** Called once the message is settled (nak'ed or termed): stops its `working()` keep-alive. */
   settled(msg: JsMsg): void;
+  /** The delay a give-back needs now (0 but while the source is stopping with pull requests open). */
+  giveBackDelayMs(): number;
 }
 
 /**
@@ -73,7 +75,9 @@ export class JetStreamDelivery implements Delivery<JsMsg> {
   }
 
   async giveBack(): Promise<void> {
-    this.msg.nak();
+    const delayMs = this.scope.giveBackDelayMs();
+    if (delayMs > 0) this.msg.nak(delayMs);
+    else this.msg.nak();
     this.scope.settled(this.msg);
   }
 

@@ -69,6 +69,8 @@ export class JetStreamSource implements Source {
   #recovering = false;
   /** What each open pull request may still deliver, oldest first. */
   #requests: number[] = [];
+  /** When the newest pull request was sent: the open ones expire by then + pullExpiresMs. */
+  #lastPullAt = 0;
   /** Their sum: requested from the server and not yet delivered. */
   #outstanding = 0;
   /** Last time anything (a message, a heartbeat, a status) arrived on the inbox. */
@@ -116,6 +118,7 @@ export class JetStreamSource implements Source {
         this.#live.delete(msg);
         this.#schedulePull();
       },
+      giveBackDelayMs: () => this.#giveBackDelayMs(),
     };
   }
 
@@ -170,9 +173,22 @@ export class JetStreamSource implements Source {
   }
 
   async stop(): Promise<void> {
-    // Open requests keep delivering until they end; what arrives now is refused by the runtime and nak'ed at once.
+    // Open requests keep delivering until they end: what is given back from now on waits them
+    // out (see #giveBackDelayMs), what still arrives is refused by the runtime and given back so.
     this.#stopped = true;
     this.#releaseHeld();
+  }
+
+  /**
+   * How long a message given back must wait before the server may deliver it again. 0 while
+   * running. Once stopping, until this source's open pull requests have expired: delivered into
+   * them, it would be refused and given back again, each bounce counting a delivery (its
+   * attempt). Closing the inbox instead is not safe on nats-server 2.9, which loses track of a
+   * redelivery that finds only a request without interest (it re-delivers an older sequence).
+   */
+  #giveBackDelayMs(): number {
+    if (!this.#stopped || this.#outstanding === 0) return 0;
+    return Math.max(0, Math.ceil(this.#lastPullAt + this.o.pullExpiresMs + 1000 - performance.now()));
   }
 
   async close(): Promise<void> {
@@ -280,7 +296,9 @@ export class JetStreamSource implements Source {
   #nakNow(jsMsg: JsMsg): void {
     this.#live.delete(jsMsg);
     try {
-      jsMsg.nak();
+      const delayMs = this.#giveBackDelayMs();
+      if (delayMs > 0) jsMsg.nak(delayMs);
+      else jsMsg.nak();
     } catch {
       // Connection closed: the server delivers it again after ack_wait.
     }
@@ -379,6 +397,7 @@ export class JetStreamSource implements Source {
   #request(batch: number): void {
     this.#requests.push(batch);
     this.#outstanding += batch;
+    this.#lastPullAt = performance.now();
     if (this.#requests.length === 1) this.#lastActivity = Date.now();
     try {
       const body = `{"batch":${batch},"expires":${nanos(this.o.pullExpiresMs)},"idle_heartbeat":${nanos(this.#heartbeatMs)}}`;

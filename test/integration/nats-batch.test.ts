@@ -334,8 +334,9 @@ describe('natsConsumer (JetStream) with a batchHandler', () => {
 
   it('a batch given back at the stop deadline is given back once: its next delivery is attempt 2', async () => {
     const { stream, subject, dlq } = await nats.stream('batch-giveback');
-    // Room for twice the batch: the pull sent at start asks for 8, so it is still open when the 4 are given back.
-    const options = { servers: nats.url, stream, durable: 'given-back', deadLetter: { subject: dlq }, pool: { maxConcurrency: 1, maxQueueSize: 7 } };
+    // Room for twice the batch: the pull sent at start asks for 8, so it is still open when the 4 are
+    // given back. Short pulls: a give-back while stopping waits for the open ones to expire.
+    const options = { servers: nats.url, stream, durable: 'given-back', deadLetter: { subject: dlq }, pool: { maxConcurrency: 1, maxQueueSize: 7 }, pullExpiresMs: 2000 };
     let running = false;
     const c1 = natsConsumer({
       ...options,
