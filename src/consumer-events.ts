@@ -15,8 +15,9 @@ export interface ConsumerEvents {
   /** Handed back unprocessed to the broker (refused at dispatch, or accepted and not processed). */
   givenBack: { message: Message; reason: GiveBackReason };
   /**
-   * A batch handler call ended: `size` messages, of which `failed` failed (each also has its own
-   * `handled` / `failed` event). `key`: the batch key, if any.
+   * A batch handler call ended: `size` messages, of which `succeeded` succeeded and `failed`
+   * failed (each also has its own `handled` / `failed` event); messages given back by stop()'s
+   * deadline while it ran are in neither. `key`: the batch key, if any.
    */
   batch: { key: string | undefined; size: number; durationMs: number; succeeded: number; failed: number };
   /** The pool had no room for a delivered message. */

@@ -11,6 +11,7 @@ import type { Delivery, DispatchResult, Source, SourceContext, SourceEvent } fro
 import { abortEntry, Context, Entry, InFlight, type EntryRunner } from './entry.js';
 import { Batch, BatchCallContext, Batcher, type BatchRunner } from './batch.js';
 import type { BatchResult } from './handler.js';
+import type { Message } from './message.js';
 import type { FlowGate, GatedConsumer, GateOutcome } from './flow/gate.js';
 import { PauseReasons } from './pause.js';
 import { HOLD_PLACE, RELEASE_PLACES, RUN_JOB } from './pool/job.js';
@@ -671,31 +672,37 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
     const durationMs = performance.now() - batch.startedAt;
     let failures = batch.failures;
     if (thrown === undefined && result !== undefined && result !== null && result.failed !== undefined) {
+      // Read whole before anything is applied: a result the runtime cannot read fails the whole call.
       const members = new Set(batch.running.map((e) => e.delivery.message));
+      const named = new Map<Message, unknown>();
       try {
         for (const { message, error } of result.failed) {
           if (!members.has(message)) {
             throw new TypeError(`batch handler: its result's "failed" names a message that is not in this batch (id ${String((message as { id?: unknown } | undefined)?.id)})`);
           }
-          (failures ??= new Map()).set(message, error ?? new Error('marked failed without a reason'));
+          named.set(message, error ?? new Error('marked failed without a reason'));
         }
+        for (const [message, error] of named) (failures ??= new Map()).set(message, error);
       } catch (error) {
-        // A result the runtime cannot read: the whole call counts as failed with that error.
         thrown = error;
       }
     }
     let failed = 0;
+    let succeeded = 0;
     for (const entry of batch.running) {
       const message = entry.delivery.message;
       const error = failures?.get(message) ?? thrown;
-      if (error !== undefined) failed++;
+      // Given back by stop() at its deadline while the call ran: neither succeeded nor failed in it.
+      if (!entry.settled) {
+        if (error === undefined) succeeded++;
+        else failed++;
+      }
       entry.startedAt = batch.startedAt;
       this.#outcome(entry, error);
     }
     // An adaptive pool hears of a failing downstream, not of poison messages or a shutdown.
     batch.failed = thrown !== undefined && !(thrown instanceof PermanentError || thrown instanceof ShutdownError);
-    const size = batch.running.length;
-    if (this.listenerCount('batch') > 0) this.emit('batch', { key: batch.key, size, durationMs, succeeded: size - failed, failed });
+    if (this.listenerCount('batch') > 0) this.emit('batch', { key: batch.key, size: batch.running.length, durationMs, succeeded, failed });
     this.#batchPart(batch);
   }
 
