@@ -24,6 +24,26 @@ export interface QueueDepth {
   delayed: number;
 }
 
+/**
+ * What schedules the broker's delayed redeliveries (a retry's delay, a message set aside). Default:
+ * the global `setTimeout` / `clearTimeout`. A test passes a fake clock here to run retries without
+ * waiting for their backoff (`sluice/testing` does).
+ */
+export interface MemoryBrokerTimers {
+  setTimeout(callback: () => void, delayMs: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
+export interface MemoryBrokerOptions {
+  /** Timers for delayed redeliveries. Default: the global ones. */
+  timers?: MemoryBrokerTimers;
+}
+
+const GLOBAL_TIMERS: MemoryBrokerTimers = {
+  setTimeout: (callback, delayMs) => setTimeout(callback, delayMs),
+  clearTimeout: (handle) => clearTimeout(handle as NodeJS.Timeout),
+};
+
 interface Subscriber {
   prefetch: number;
   unacked: number;
@@ -52,7 +72,16 @@ export class MemoryBroker {
   #queues = new Map<string, MemoryQueue>();
   #nextTag = 1;
   #nextId = 1;
-  #timers = new Set<NodeJS.Timeout>();
+  #timers = new Set<unknown>();
+  readonly #clock: MemoryBrokerTimers;
+
+  constructor(options: MemoryBrokerOptions = {}) {
+    const timers = options?.timers;
+    if (timers !== undefined && (typeof timers?.setTimeout !== 'function' || typeof timers?.clearTimeout !== 'function')) {
+      throw new TypeError('MemoryBroker: option "timers" must be { setTimeout(callback, delayMs), clearTimeout(handle) }');
+    }
+    this.#clock = timers ?? GLOBAL_TIMERS;
+  }
 
   publish(queue: string, body: Uint8Array | string, options: PublishOptions = {}): string {
     const q = this.#queue(queue);
@@ -120,7 +149,7 @@ export class MemoryBroker {
     const message = this.#take(queue, tag);
     const q = this.#queue(queue);
     q.delayed++;
-    const timer = setTimeout(() => {
+    const timer = this.#clock.setTimeout(() => {
       this.#timers.delete(timer);
       q.delayed--;
       q.ready.push({ ...message, attempt });
@@ -144,7 +173,7 @@ export class MemoryBroker {
 
   /** Cancels pending delayed retries (they would otherwise keep the process alive). */
   close(): void {
-    for (const timer of this.#timers) clearTimeout(timer);
+    for (const timer of this.#timers) this.#clock.clearTimeout(timer);
     this.#timers.clear();
   }
 

@@ -34,14 +34,23 @@ const gate = new Promise((r) => (release = r));
 const answers = [pool.submit(async () => 41 + 1), pool.submit(() => gate), pool.submit(() => gate), pool.submit(() => gate)];
 release();
 const results = [await answers[0].task, ...answers.slice(1).map((a) => a.ok)];
-console.log(JSON.stringify({ loaded, results, status: pool.status().rejected }));`,
+// sluice/testing drives the built runtime: a declined charge retried on the fake clock, then dead-lettered.
+const { testConsumer } = await import('sluice/testing');
+const t = testConsumer({
+  retry: { maxAttempts: 2, backoff: { initialMs: 60000, jitter: 0 } },
+  handler: (msg) => { if (msg.json().declined) throw new Error('declined'); },
+});
+const testing = [(await t.push({ json: {} })).status, ...(await t.pushUntilSettled({ json: { declined: true } })).history.map((o) => o.status), t.clock.now];
+await t.close();
+console.log(JSON.stringify({ loaded, results, status: pool.status().rejected, testing }));`,
     );
     const { stdout } = await run(process.execPath, ['main.js'], { cwd: app });
-    const out = JSON.parse(stdout) as { loaded: [string, number][]; results: unknown[]; status: number };
+    const out = JSON.parse(stdout) as { loaded: [string, number][]; results: unknown[]; status: number; testing: unknown[] };
     expect(out.loaded.map(([e]) => e)).toEqual(entries);
     for (const [entry, exported] of out.loaded) expect(exported, entry).toBeGreaterThan(0);
     // 2 slots + 1 queue place: the fourth concurrent submit is overloaded.
     expect(out.results).toEqual([42, true, true, false]);
     expect(out.status).toBe(1);
+    expect(out.testing).toEqual(['acked', 'retried', 'dead-lettered', 60_000]);
   }, 120_000);
 });
