@@ -1,9 +1,11 @@
 /**
  * Where the integration tests find their brokers. For each broker, in order:
  *   1. the env var (AMQP_URL, NATS_URL, KAFKA_BROKERS comma-separated) when set;
- *   2. a broker already listening on the standard 127.0.0.1 port (5672 / 4222 / 9092);
- *   3. a container started with testcontainers, when a Docker engine answers;
- *   4. Kafka only: `scripts/kafka start` (Kafka from Maven Central jars, see docs/kafka-local.md);
+ *   2. a broker already listening on the standard 127.0.0.1 port (5672 / 4222 / 9092, or KAFKA_PORT
+ *      when set: the port `scripts/kafka` then uses too);
+ *   3. a container started with testcontainers, when a Docker engine answers (rabbitmq:4.2-management,
+ *      nats:2.12, apache/kafka:4.1.1);
+ *   4. Kafka only: `scripts/kafka start` (Kafka 4.1.1 from Maven Central jars, see docs/kafka-local.md);
  *   5. otherwise an Error that says how to start the broker. Tests never skip: no broker = failure.
  * Each answer (or failure) is cached for the life of the process.
  */
@@ -40,7 +42,9 @@ const RABBITMQ: BrokerSpec = {
   port: 5672,
   address: ({ host, port }) => `amqp://guest:guest@${host}:${port}`,
   async container(tc) {
-    const c = await new tc.GenericContainer('rabbitmq:3.13-management')
+    // 4.2, not 4.3: 4.3 refuses transient (durable: false) non-exclusive queues by default, and
+    // the smoke test in brokers.test.ts declares one.
+    const c = await new tc.GenericContainer('rabbitmq:4.2-management')
       .withExposedPorts(5672)
       .withWaitStrategy(tc.Wait.forLogMessage(/Server startup complete/))
       .withStartupTimeout(180_000)
@@ -56,7 +60,7 @@ const NATS: BrokerSpec = {
   port: 4222,
   address: ({ host, port }) => `nats://${host}:${port}`,
   async container(tc) {
-    const c = await new tc.GenericContainer('nats:2.10')
+    const c = await new tc.GenericContainer('nats:2.12')
       .withCommand(['-js', '-sd', '/data'])
       .withExposedPorts(4222)
       .withWaitStrategy(tc.Wait.forLogMessage(/Server is ready/))
@@ -73,13 +77,13 @@ const NATS: BrokerSpec = {
 const KAFKA: BrokerSpec = {
   name: 'Kafka',
   envVar: 'KAFKA_BROKERS',
-  port: 9092,
+  port: Number(process.env.KAFKA_PORT) || 9092,
   address: ({ host, port }) => `${host}:${port}`,
   async container(tc, dockerHost) {
     // Kafka hands clients the advertised address, so it must be the one reachable from here:
     // bind a known free host port and advertise it (same settings as docker-compose.yml).
     const hostPort = await freePort();
-    await new tc.GenericContainer('apache/kafka:3.9.1')
+    await new tc.GenericContainer('apache/kafka:4.1.1')
       .withExposedPorts({ container: 9092, host: hostPort })
       .withEnvironment({
         CLUSTER_ID: 'hycEcYRdfxR01O8AFP65iQ', // any base64url UUID (22 chars)
@@ -94,6 +98,8 @@ const KAFKA: BrokerSpec = {
         KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR: '1',
         KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR: '1',
         KAFKA_TRANSACTION_STATE_LOG_MIN_ISR: '1',
+        KAFKA_SHARE_COORDINATOR_STATE_TOPIC_REPLICATION_FACTOR: '1',
+        KAFKA_SHARE_COORDINATOR_STATE_TOPIC_MIN_ISR: '1',
         KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS: '0',
         KAFKA_NUM_PARTITIONS: '1',
         KAFKA_AUTO_CREATE_TOPICS_ENABLE: 'true',
