@@ -125,7 +125,10 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
       pauseSource: () => this.source.pause().catch((error: unknown) => this.emit('error', { error, during: 'pause' })),
       resumeSource: () => this.source.resume().catch((error: unknown) => this.emit('error', { error, during: 'resume' })),
       mayResume: () => this.#state === 'running' || this.#state === 'starting',
-      paused: (reason) => this.emit('paused', { reason }),
+      paused: (reason) => {
+        this.emit('paused', { reason });
+        this.#flushStarved();
+      },
       resumed: (reason, pausedMs) => this.emit('resumed', { reason, pausedMs }),
     });
   }
@@ -337,20 +340,21 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
   }
 
   /**
-   * When nothing more can come to fill the open batches (the pool is full, or this consumer holds
-   * all of the broker's credit), waiting for size or timeout would leave a free slot idle: the
-   * largest open batch starts now, as long as slots are free. Without a free slot a batch stays
-   * open, so that it can still grow when places come back.
+   * When nothing more can come to fill the open batches (the pool is full, this consumer holds all
+   * of the broker's credit, or it is paused), waiting for size or timeout would leave a free slot
+   * idle: the largest open batch starts now, as long as slots are free. Without a free slot a
+   * batch stays open, so that it can still grow when places come back. Checked when a message is
+   * gathered or refused, when a slot frees and when consumption pauses.
    */
   #flushStarved(): void {
-    const batcher = this.#batcher!;
-    if (batcher.gathering === 0) return;
+    const batcher = this.#batcher;
+    if (batcher === undefined || batcher.gathering === 0) return;
     const pool = this.#o.pool;
     const credit = this.source.credit;
     while (
       batcher.gathering > 0 &&
       pool.active + pool.pending < pool.limit &&
-      (pool.freeCapacity === 0 || (credit !== undefined && this.#inFlight.size >= credit))
+      (pool.freeCapacity === 0 || this.#pauses.paused || (credit !== undefined && this.#inFlight.size >= credit))
     ) {
       if (!batcher.flushLargest()) return;
     }
@@ -538,6 +542,7 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
     this.#watchdog.progress();
     this.#inFlight.delete(entry);
     entry.release(entry.failed);
+    if (this.#batcher !== undefined) this.#flushStarved();
   }
 
   /** One listener per pool, not per message: closing the pool without drain aborts running handlers' signals. */
@@ -718,6 +723,7 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
       return;
     }
     batch.release();
+    this.#flushStarved();
   }
 
   // --- settlement -------------------------------------------------------------------------

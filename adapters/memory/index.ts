@@ -1,4 +1,4 @@
-import { Consumer, integerOption, objectOption, poolCapacity, stringOption, type ConsumerOptions } from '../../src/adapter/index.js';
+import { Consumer, consumerCredit, integerOption, objectOption, stringOption, type ConsumerOptions } from '../../src/adapter/index.js';
 import { MemoryBroker, type StoredMessage } from './broker.js';
 import { MemorySource } from './source.js';
 
@@ -23,7 +23,7 @@ export function memoryConsumer<Data = unknown>(options: MemoryConsumerOptions<Da
   const source = new MemorySource({
     broker: options.broker,
     queue,
-    prefetch: integerOption(owner, 'prefetch', options.prefetch, { min: 1, fallback: poolCapacity(options.pool) }),
+    prefetch: integerOption(owner, 'prefetch', options.prefetch, { min: 1, fallback: consumerCredit(options) }),
     deadLetterQueue: deadLetter === undefined ? `${queue}.dlq` : stringOption(owner, 'deadLetter.queue', deadLetter.queue),
   });
   return new Consumer(source, options);

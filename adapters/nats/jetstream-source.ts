@@ -13,8 +13,10 @@ export interface ResolvedJetStreamOptions {
   /** Create or update the durable with this; undefined: it must exist. */
   consumerConfig: Partial<ConsumerConfig> | undefined;
   deadLetterSubject: string;
-  /** The pool's capacity: the most this source may have unacked at the server. */
+  /** The pool's capacity: what pulls are sized against. */
   capacity: number;
+  /** What may be unacked at the server: the capacity, plus the messages of running batches (consumerCredit). */
+  credit: number;
   pullExpiresMs: number;
   recovery: ResolvedRecovery;
 }
@@ -220,7 +222,7 @@ export class JetStreamSource implements Source {
         ack_policy: AckPolicy.Explicit,
         // sluice decides when a message is dead: the server must not stop delivering first.
         max_deliver: -1,
-        max_ack_pending: Math.max(consumerConfig.max_ack_pending ?? 0, this.o.capacity),
+        max_ack_pending: Math.max(consumerConfig.max_ack_pending ?? 0, this.o.credit),
       };
       const exists = await jsm.consumers.info(stream, durable).then(
         () => true,

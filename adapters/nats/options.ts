@@ -1,5 +1,5 @@
 import type { ConsumerConfig, JsMsg, Msg } from 'nats';
-import { integerOption, objectOption, poolCapacity, resolveRecovery, stringOption, type ConsumerOptions, type RecoveryOptions } from '../../src/adapter/index.js';
+import { consumerCredit, integerOption, objectOption, poolCapacity, resolveRecovery, stringOption, type ConsumerOptions, type RecoveryOptions } from '../../src/adapter/index.js';
 import { resolveConnection, type NatsConnectionOptions } from './connection.js';
 import type { ResolvedJetStreamOptions } from './jetstream-source.js';
 import type { ResolvedCoreOptions } from './core-source.js';
@@ -58,6 +58,7 @@ export function resolveJetStreamOptions<Data>(o: NatsConsumerOptions<Data>): Res
     consumerConfig: o.consumerConfig === undefined ? undefined : (objectOption(owner, 'consumerConfig', o.consumerConfig) as Partial<ConsumerConfig>),
     deadLetterSubject: deadLetterSubject(owner, o.deadLetter, `sluice.dlq.${stream}.${durable}`)!,
     capacity: poolCapacity(o.pool),
+    credit: consumerCredit(o),
     pullExpiresMs: integerOption(owner, 'pullExpiresMs', o.pullExpiresMs, { min: 1000, fallback: 30_000 }),
     recovery: resolveRecovery(owner, o.recovery),
   };

@@ -18,6 +18,6 @@ export function rabbitConsumer<Data = unknown>(options: RabbitConsumerOptions<Da
   const source = new RabbitSource(resolveRabbitOptions(options));
   const consumer = new Consumer(source, options);
   // Default prefetch is the pool's capacity; on an adaptive pool it follows the limit.
-  if (options.prefetch === undefined) source.followPool(consumer.pool);
+  if (options.prefetch === undefined) source.followPool(consumer.pool, options.batchHandler === undefined ? 1 : (options.batch?.size ?? 100));
   return consumer;
 }

@@ -3,7 +3,7 @@ import {
   integerOption,
   objectOption,
   oneOfOption,
-  poolCapacity,
+  consumerCredit,
   redactUrl,
   resolveRecovery,
   stringOption,
@@ -41,7 +41,11 @@ export interface RabbitConsumerOptions<Data = unknown> extends ConsumerOptions<C
   connection?: ChannelModel;
   queue: string;
   declare?: QueueDeclaration;
-  /** Unacked deliveries the broker may push to this consumer. Default: the pool's capacity (maxConcurrency + maxQueueSize). */
+  /**
+   * Unacked deliveries the broker may push to this consumer. Default: the pool's capacity
+   * (maxConcurrency + maxQueueSize), plus maxConcurrency × (batch.size − 1) with a batch handler
+   * (a running batch holds its messages in one slot); on an adaptive pool it follows the limit.
+   */
   prefetch?: number;
   /** Default `{ queue: '<queue>.dlq' }`. */
   deadLetter?: DeadLetterTarget;
@@ -76,7 +80,7 @@ export function resolveRabbitOptions<Data>(options: RabbitConsumerOptions<Data>)
   const declare = options.declare === undefined ? undefined : (objectOption(owner, 'declare', options.declare) as QueueDeclaration);
   if (declare?.type !== undefined) oneOfOption(owner, 'declare.type', declare.type, ['classic', 'quorum'] as const);
   const deadLetter = resolveDeadLetter(owner, options.deadLetter, queue);
-  const capacity = poolCapacity(options.pool);
+  const capacity = consumerCredit(options);
   const maxPrefetch = declare?.type === 'quorum' ? 2000 : 65535;
   return {
     url: options.url,

@@ -50,14 +50,16 @@ export class RabbitSource implements Source {
    * latest, and a new session opens with the latest. rabbitConsumer calls it when `prefetch` was
    * not given; a fixed pool keeps the plain per-consumer prefetch.
    */
-  followPool(pool: WorkerPool): void {
+  followPool(pool: WorkerPool, batchSize = 1): void {
     // A fixed pool's capacity never moves: the plain per-consumer prefetch, as before.
     if (pool.status().adaptive === undefined) return;
     const maxPrefetch = this.o.declare?.type === 'quorum' ? 2000 : 65535;
-    const capacity = () => Math.min(maxPrefetch, Math.max(1, pool.limit + pool.status().maxQueueSize));
+    // Running batches hold their messages in one slot each: room for them beside the capacity (consumerCredit).
+    const credit = (running: number, waiting: number) => Math.min(maxPrefetch, Math.max(1, running * batchSize + waiting));
+    const capacity = () => credit(pool.limit, pool.status().maxQueueSize);
     this.#prefetch = capacity();
     const status = pool.status();
-    this.#maxPrefetch = Math.min(maxPrefetch, Math.max(1, status.maxConcurrency + status.maxQueueSize));
+    this.#maxPrefetch = credit(status.maxConcurrency, status.maxQueueSize);
     this.#unfollow?.();
     this.#unfollow = pool.on('limit', () => {
       const prefetch = capacity();

@@ -12,7 +12,7 @@ export { Message, headerText, type MessageInit, type Headers, type HeaderValue }
 export { ATTEMPT_HEADER, DEAD_LETTER_HEADERS, deadLetterHeaders, type DeadLetterInfo } from '../dead-letter.js';
 export { DonePrefix } from './done-prefix.js';
 export { LinkedQueue, type QueueNode } from '../pool/linked-queue.js';
-export { poolCapacity } from './credit.js';
+export { consumerCredit, poolCapacity } from './credit.js';
 export { connectAtStart, resolveRecovery, RECOVERY_DEFAULTS, type RecoveryOptions, type ResolvedRecovery } from './recovery.js';
 export { withBackoff, abortableDelay, type WithBackoffOptions } from '../backoff.js';
 export { retryPolicy, type BackoffOptions, type RetryPolicy } from '../retry.js';

@@ -465,10 +465,11 @@ describe('natsConsumer (JetStream) with a batchHandler', () => {
     expect(untouched.num_pending).toBe(5);
     expect(calls).toBe(0);
 
-    // With consumerConfig the durable's max_ack_pending is raised to the pool's capacity, and it starts.
+    // With consumerConfig the durable's max_ack_pending is raised to the consumer's credit (the pool's
+    // capacity 404 plus room for running batches, 4 × 99), and it starts.
     const raised = natsConsumer({ ...base, durable: 'raised', consumerConfig: { max_ack_pending: 50 } });
     await raised.start();
-    expect((await nats.jsm.consumers.info(stream, 'raised')).config.max_ack_pending).toBe(404);
+    expect((await nats.jsm.consumers.info(stream, 'raised')).config.max_ack_pending).toBe(404 + 4 * 99);
     await until(() => raised.status().handled === 5, 'the five handled by the raised durable', 30_000);
     await raised.stop();
     expect(calls).toBe(5);
