@@ -39,7 +39,8 @@ export class Session {
       if (!this.#alive) return;
       this.#alive = false;
       const detail = error ? `: ${redactText(error.message)}` : '';
-      onLost(this, new ChannelLostError(`${what} closed${detail}`, { cause: error }));
+      this.lostReason = new ChannelLostError(`${what} closed${detail}`, { cause: error });
+      onLost(this, this.lostReason);
     };
     // Without 'error' listeners amqplib's errors would be thrown; the 'close' that follows says what happened.
     const errors = new Map<unknown, Error>();
@@ -51,7 +52,10 @@ export class Session {
     for (const [emitter, what] of watched) {
       this.#gone.set(emitter, new Promise((resolve) => emitter.once('close', () => resolve())));
       if (emitter === connection && !ownsConnection) continue; // the user's: we only listen, below
-      emitter.on('error', (error: Error) => errors.set(emitter, error));
+      emitter.on('error', (error: Error) => {
+        errors.set(emitter, error);
+        if (emitter === connection) this.connectionError = error;
+      });
       emitter.on('close', (error?: Error) => lost(what)(error ?? errors.get(emitter)));
     }
     if (!ownsConnection) {
@@ -61,6 +65,10 @@ export class Session {
   }
 
   #onConnectionClose: ((error?: Error) => void) | undefined;
+  /** Why it died, once it has. */
+  lostReason: Error | undefined;
+  /** The error its own connection closed with (the channels may report closing before it, without a reason). */
+  connectionError: Error | undefined;
   /** Settles when each emitter has closed: closing something that is already dying must not wait for a reply that never comes. */
   readonly #gone = new Map<EventEmitter, Promise<void>>();
 

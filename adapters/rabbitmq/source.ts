@@ -37,11 +37,20 @@ export class RabbitSource implements Source {
   #maxPrefetch: number | undefined;
   /** The prefetch each session's channel has now. */
   readonly #applied = new WeakMap<Session, number>();
+  /**
+   * A channel-wide (`global`) prefetch beside the per-consumer one: it bounds every unacked
+   * delivery of the channel, also those of a consumer tag cancelled by a pause, so that a resumed
+   * consumer does not get a fresh window on top of what is still held. Quorum queues refuse it
+   * (closing the connection): off for a declared quorum queue, for a queue on the user's own
+   * connection that sluice did not declare, and once the broker has refused it.
+   */
+  #globalQos: boolean;
 
   constructor(private readonly o: ResolvedRabbitOptions) {
     this.name = `rabbitmq:${o.queue}`;
     this.#scope = { queue: o.queue, deadLetter: o.deadLetter };
     this.#prefetch = o.prefetch;
+    this.#globalQos = o.declare?.type !== 'quorum' && (o.declare !== undefined || o.connection === undefined);
   }
 
   /**
@@ -87,7 +96,7 @@ export class RabbitSource implements Source {
    * started after it, then basic.cancel + basic.consume.
    */
   async #applyPrefetch(session: Session, prefetch: number): Promise<void> {
-    if (this.#maxPrefetch !== undefined && this.o.declare?.type !== 'quorum') {
+    if (this.#globalQos) {
       await session.channel.prefetch(prefetch, true);
       this.#applied.set(session, prefetch);
       return;
@@ -113,9 +122,21 @@ export class RabbitSource implements Source {
 
   async start(context: SourceContext): Promise<void> {
     this.#context = context;
-    const session = await connectAtStart(this, this.o.where, this.o.recovery, context, () => this.#open());
+    const connect = () => connectAtStart(this, this.o.where, this.o.recovery, context, () => this.#open());
+    let session = await connect();
+    try {
+      await this.#consume(session);
+    } catch (error) {
+      // A queue sluice did not declare turned out to be a quorum queue: consume again without the channel-wide prefetch.
+      if (!GLOBAL_QOS_REFUSED.test(`${session.lostReason?.message} ${session.connectionError?.message}`)) {
+        await session.close();
+        throw error;
+      }
+      this.#globalQos = false;
+      session = await connect();
+      await this.#consume(session);
+    }
     this.#session = session;
-    await this.#consume(session);
     context.report({ type: 'connected', detail: `${this.name} at ${this.o.where}` });
   }
 
@@ -146,8 +167,8 @@ export class RabbitSource implements Source {
   async #open(): Promise<Session> {
     const session = await Session.open(this.o, (lost, reason) => this.#lost(lost, reason));
     try {
-      if (this.#maxPrefetch !== undefined && this.o.declare?.type !== 'quorum') {
-        await session.channel.prefetch(this.#maxPrefetch);
+      if (this.#globalQos) {
+        await session.channel.prefetch(this.#maxPrefetch ?? this.#prefetch);
         await session.channel.prefetch(this.#prefetch, true);
       } else {
         await session.channel.prefetch(this.#prefetch);
@@ -202,6 +223,7 @@ export class RabbitSource implements Source {
   }
 
   #lost(session: Session, reason: Error): void {
+    if (GLOBAL_QOS_REFUSED.test(`${reason.message} ${session.connectionError?.message}`)) this.#globalQos = false;
     if (session !== this.#session || this.#stopped || !this.#context) return;
     this.#context.report({ type: 'disconnected', error: reason, detail: `${this.name}: ${redactError(reason)}` });
     this.#recovering ??= this.#recover().finally(() => (this.#recovering = undefined));
@@ -235,6 +257,9 @@ export class RabbitSource implements Source {
     }
   }
 }
+
+/** RabbitMQ's answer when a quorum queue is consumed on a channel with a global prefetch. */
+const GLOBAL_QOS_REFUSED = /does not support global qos/i;
 
 async function declareTopology(channel: Channel, o: ResolvedRabbitOptions): Promise<void> {
   if ('queue' in o.deadLetter) await channel.assertQueue(o.deadLetter.queue, { durable: true });

@@ -68,7 +68,8 @@ export async function rabbitFixture(): Promise<RabbitFixture> {
       return name;
     },
     async fill(queue, n, prefix = 'm') {
-      await withChannel((ch) => ch.assertQueue(queue, { durable: true }));
+      // A queue the test declared itself (a quorum queue, say) is filled as it is.
+      await withChannel((ch) => ch.checkQueue(queue)).catch(() => withChannel((ch) => ch.assertQueue(queue, { durable: true })));
       const ids = Array.from({ length: n }, (_, i) => `${prefix}-${i}`);
       for (let i = 0; i < ids.length; i += 500) {
         await Promise.all(ids.slice(i, i + 500).map((id, j) => publisher.publishJson(queue, { id, seq: i + j }, { id })));

@@ -431,7 +431,8 @@ describe('rabbitConsumer with a batchHandler on a real RabbitMQ', () => {
         async () => (ready = (await rabbit.depth(queue)).messageCount),
       );
       const before = first.status();
-      expect(before.batching).toBeGreaterThan(0);
+      // Whole batches wait for a slot; the partial rest gathers, unless a pause for overload (the
+      // pool filled before the first batches ran) found a free slot and started it early.
       expect(before.pool.pending).toBeGreaterThan(0);
       expect(before.pool.active).toBe(2);
       expect(before.inFlight).toBe(130);
