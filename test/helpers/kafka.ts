@@ -77,7 +77,7 @@ export async function kafkaFixture(options: KafkaFixtureOptions = {}): Promise<K
     async topic(partitions, prefix = 'sluice-k') {
       const name = unique(prefix);
       topics.push(name);
-      await admin.createTopics({ topics: [{ topic: name, numPartitions: partitions }], waitForLeaders: true });
+      await createTopic(admin, name, partitions);
       return name;
     },
     group,
@@ -147,4 +147,30 @@ export async function kafkaFixture(options: KafkaFixtureOptions = {}): Promise<K
       await admin.disconnect();
     },
   };
+}
+
+/**
+ * Creates a topic and waits for its leaders. kafkajs's `waitForLeaders` retries only on
+ * LEADER_NOT_AVAILABLE; under load the broker's first metadata answer for a new topic can be
+ * UNKNOWN_TOPIC_OR_PARTITION, which rejects although the topic exists: then the leaders are
+ * awaited here by asking for the topic's metadata until it answers.
+ */
+export async function createTopic(admin: Admin, topic: string, numPartitions: number): Promise<void> {
+  try {
+    await admin.createTopics({ topics: [{ topic, numPartitions }], waitForLeaders: true });
+    return;
+  } catch (error) {
+    if (!/UNKNOWN_TOPIC_OR_PARTITION|does not host this topic-partition/i.test(String((error as { type?: string }).type ?? error))) throw error;
+  }
+  for (let tries = 1; ; tries++) {
+    try {
+      const { topics } = await admin.fetchTopicMetadata({ topics: [topic] });
+      const partitions = topics[0]?.partitions ?? [];
+      if (partitions.length === numPartitions && partitions.every((p) => p.leader >= 0)) return;
+    } catch (error) {
+      if (tries >= 50) throw error;
+    }
+    if (tries >= 50) throw new Error(`topic ${topic}: no leaders for its ${numPartitions} partitions after ${tries} metadata requests`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }
