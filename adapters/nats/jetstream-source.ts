@@ -382,9 +382,8 @@ export class JetStreamSource implements Source {
   /**
    * Asks for the free places not yet asked for. With nothing outstanding any free place is worth a
    * pull (a busy stream answers at once); with requests open, a top-up waits for a sixteenth of
-   * the capacity: small enough that slots freed by slow handlers do not wait long for work (a
-   * quarter left a 5 ms handler at 64 + 0 ≈ 13 % slower), large enough that a trickle does not
-   * pile up tiny requests at the server.
+   * the capacity: small enough that slots freed by slow handlers do not wait long for work, large
+   * enough that a trickle does not pile up tiny requests at the server.
    */
   #pull(): void {
     if (this.#stopped || this.#paused || this.#recovering || !this.#connected || !this.#sub) return;
