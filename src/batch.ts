@@ -1,15 +1,10 @@
-import type { Entry } from './entry.js';
+import type { Entry, JobRunner } from './entry.js';
 import type { BatchContext } from './handler.js';
 import type { Message } from './message.js';
 import type { FinishJob, PoolJob } from './pool/job.js';
 import type { PoolShare } from './pool/share.js';
 
-/** What the consumer runtime does when the pool starts or cancels one of its batches. */
-export interface BatchRunner {
-  processBatch(batch: Batch): void;
-  batchCancelled(batch: Batch, reason: unknown): void;
-  readonly share: PoolShare | undefined;
-}
+export type BatchRunner = JobRunner<Batch>;
 
 /**
  * Messages gathered under one batch key, and at the same time the pool job that runs them in one
@@ -60,11 +55,11 @@ export class Batch implements PoolJob {
   start(signal: AbortSignal, finish: FinishJob): void {
     this.poolSignal = signal;
     this.finish = finish;
-    this.runner.processBatch(this);
+    this.runner.process(this);
   }
 
   cancel(reason: unknown): void {
-    this.runner.batchCancelled(this, reason);
+    this.runner.cancelled(this, reason);
   }
 
   abort(reason: unknown): void {

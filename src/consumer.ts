@@ -102,8 +102,8 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
         );
       }
       const runner: BatchRunner = {
-        processBatch: (b) => this.#processBatch(b),
-        batchCancelled: (b, reason) => this.#batchCancelled(b, reason),
+        process: (b) => this.#processBatch(b),
+        cancelled: (b, reason) => this.#batchCancelled(b, reason),
         share: this.#o.share,
       };
       this.#batcher = new Batcher(batch.size, batch.timeoutMs, runner, (b) => this.#runBatch(b));

@@ -4,13 +4,15 @@ import type { FinishJob, PoolJob } from './pool/job.js';
 import type { PoolShare } from './pool/share.js';
 import type { Delivery } from './source.js';
 
-/** What the consumer runtime does when the pool starts or cancels one of its entries. */
-export interface EntryRunner {
-  process(entry: Entry): void;
-  cancelled(entry: Entry, reason: unknown): void;
+/** What the consumer runtime does when the pool starts or cancels one of its jobs (an entry, a batch). */
+export interface JobRunner<J> {
+  process(job: J): void;
+  cancelled(job: J, reason: unknown): void;
   /** The consumer's share of a shared pool (its `share` option), made once per consumer; undefined: the pool's default share. */
   readonly share: PoolShare | undefined;
 }
+
+export type EntryRunner = JobRunner<Entry>;
 
 /**
  * The runtime's record of one dispatched message, and at the same time its pool job: one
