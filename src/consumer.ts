@@ -271,7 +271,7 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
       return 'stopping';
     }
     if (result === 'started' || result === 'queued') {
-      if (idle) this.#watchdog.progress();
+      if (idle) this.#watchdog.busy();
       this.#overloadStreak = 0;
       return 'accepted';
     }
@@ -309,7 +309,7 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
       return 'overloaded';
     }
     this.#inFlight.add(entry);
-    if (idle) this.#watchdog.progress();
+    if (idle) this.#watchdog.busy();
     this.#overloadStreak = 0;
     this.#gather(entry);
     return 'accepted';

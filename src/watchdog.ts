@@ -13,6 +13,7 @@ export class StallWatchdog {
   #seenCount = 0;
   #lastProgress = performance.now();
   #stalledAt: number | undefined;
+  #enabled = false;
 
   constructor(
     private readonly timeoutMs: number,
@@ -27,14 +28,32 @@ export class StallWatchdog {
     return this.#stalledAt !== undefined;
   }
 
+  /** Watches from now on; the timer runs only while messages are in flight (an idle consumer costs no wake-ups). */
   start(): void {
-    if (this.timeoutMs === 0 || this.#timer) return;
+    if (this.timeoutMs === 0) return;
+    this.#enabled = true;
     this.#lastProgress = performance.now();
+    if (this.inFlight() > 0) this.#arm();
+  }
+
+  stop(): void {
+    this.#enabled = false;
+    this.#disarm();
+  }
+
+  /** Work arrived at an idle consumer: progress, and the timer runs again. */
+  busy(): void {
+    this.progress();
+    this.#arm();
+  }
+
+  #arm(): void {
+    if (!this.#enabled || this.#timer !== undefined) return;
     this.#timer = setInterval(() => this.check(), Math.max(10, Math.min(this.timeoutMs / 2, 5000)));
     this.#timer.unref();
   }
 
-  stop(): void {
+  #disarm(): void {
     clearInterval(this.#timer);
     this.#timer = undefined;
   }
@@ -54,6 +73,7 @@ export class StallWatchdog {
       this.#lastProgress = now;
     }
     const inFlight = this.inFlight();
+    if (inFlight === 0 && this.#stalledAt === undefined) return this.#disarm();
     if (this.#stalledAt !== undefined || inFlight === 0) return;
     const sinceMs = now - this.#lastProgress;
     if (sinceMs >= this.timeoutMs) {
