@@ -1,10 +1,7 @@
-import type { Consumer as KafkajsConsumer } from 'kafkajs';
 import { redactError, type SourceEvent } from '../../src/adapter/index.js';
+import type { GroupMember } from './driver.js';
 import type { Group } from './group.js';
 import type { PartitionState } from './partition.js';
-
-/** Commit failures that only mean "the group moved on": the next owner reads from what was committed before. */
-const REBALANCE_ERRORS = new Set(['REBALANCE_IN_PROGRESS', 'ILLEGAL_GENERATION', 'UNKNOWN_MEMBER_ID', 'NOT_COORDINATOR']);
 
 interface Due {
   state: PartitionState;
@@ -75,20 +72,20 @@ export class Commits {
 
   #commit(due: Due[]): Promise<void> {
     const group = this.group;
-    const client = group.client;
-    if (!client || !group.joined || due.length === 0) return this.#chain;
-    this.#chain = this.#chain.then(() => this.#send(client, due));
+    const member = group.member;
+    if (!member || !group.joined || due.length === 0) return this.#chain;
+    this.#chain = this.#chain.then(() => this.#send(member, due));
     return this.#chain;
   }
 
-  async #send(client: KafkajsConsumer, due: Due[]): Promise<void> {
+  async #send(member: GroupMember, due: Due[]): Promise<void> {
     try {
-      await client.commitOffsets(due.map(({ state, offset }) => ({ topic: state.topic, partition: state.partition, offset: String(offset) })));
+      await member.commit(due.map(({ state, offset }) => ({ topic: state.topic, partition: state.partition, offset })));
       // kafkajs skips a commit silently while it restarts after a crash: count it only when still joined.
       if (this.group.joined) for (const { state, offset } of due) state.tracker.markConfirmed(offset);
     } catch (error) {
-      const type = (error as { type?: string }).type;
-      if ((type !== undefined && REBALANCE_ERRORS.has(type)) || !this.group.joined) return;
+      // "The group moved on": the next owner reads from what was committed before.
+      if (this.group.driver.isRebalanceError(error) || !this.group.joined) return;
       this.report({ type: 'error', error: new Error(redactError(error)), detail: 'commit' });
     }
   }

@@ -1,4 +1,4 @@
-import type { Kafka, Message as KafkajsMessage } from 'kafkajs';
+import type { DriverProducer, KafkaDriver, OutgoingMessage } from './driver.js';
 import { within } from './group.js';
 import { unconnectedPublisher, type KafkaPublisher } from './publisher.js';
 
@@ -17,6 +17,7 @@ const noop = () => {};
  */
 export class DeadLetterProducer {
   readonly #publisher: KafkaPublisher;
+  readonly #producer: DriverProducer;
   /** Connected or connecting: what a publish waits for. */
   #connected: Promise<void> | undefined;
   /** The last disconnect: a new connect starts after it. */
@@ -26,17 +27,17 @@ export class DeadLetterProducer {
   #closed = false;
 
   constructor(
-    kafka: Kafka,
+    driver: KafkaDriver,
     allowAutoTopicCreation: boolean,
     private readonly idleMs = DEAD_LETTER_IDLE_MS,
   ) {
-    this.#publisher = unconnectedPublisher(kafka, allowAutoTopicCreation);
+    ({ publisher: this.#publisher, producer: this.#producer } = unconnectedPublisher(driver, allowAutoTopicCreation));
   }
 
   /** One start attempt's check: connects within `ms` (else rejects, nothing left connected), then lets the connection go. */
   async start(ms: number): Promise<void> {
     const publisher = this.#publisher;
-    await within(publisher.producer.connect(), ms, 'the dead-letter producer', () => publisher.close()).catch(async (error: unknown) => {
+    await within(this.#producer.connect(), ms, 'the dead-letter producer', () => publisher.close()).catch(async (error: unknown) => {
       await publisher.close();
       throw error;
     });
@@ -44,7 +45,7 @@ export class DeadLetterProducer {
     this.#release();
   }
 
-  async publish(topic: string, messages: KafkajsMessage[]): Promise<void> {
+  async publish(topic: string, messages: OutgoingMessage[]): Promise<void> {
     this.#inUse++;
     clearTimeout(this.#idle);
     this.#idle = undefined;
@@ -69,7 +70,7 @@ export class DeadLetterProducer {
   }
 
   #connect(): Promise<void> {
-    const producer = this.#publisher.producer;
+    const producer = this.#producer;
     const connecting = this.#released
       .then(() => producer.connect())
       .then(async () => {
@@ -91,7 +92,7 @@ export class DeadLetterProducer {
     const connected = this.#connected;
     if (this.#inUse > 0 || connected === undefined) return;
     this.#connected = undefined;
-    const producer = this.#publisher.producer;
+    const producer = this.#producer;
     this.#released = connected.then(() => producer.disconnect()).catch(noop);
   }
 }

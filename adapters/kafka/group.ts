@@ -1,24 +1,25 @@
-import type { Consumer as KafkajsConsumer, EachBatchPayload } from 'kafkajs';
 import { redactError, type SourceEvent } from '../../src/adapter/index.js';
+import type { DriverBatchPayload, GroupMember, KafkaDriver } from './driver.js';
 import type { ResolvedKafkaOptions } from './options.js';
 import { PartitionState, partitionId, type PauseReason } from './partition.js';
 
 const noop = () => {};
 
 export interface GroupHooks {
-  eachBatch(payload: EachBatchPayload): Promise<void>;
+  eachBatch(payload: DriverBatchPayload): Promise<void>;
   /** A rebalance starts: the last moment of the old generation ("commit on revoke"). */
   rebalancing(): void;
   report(event: SourceEvent): void;
 }
 
 /**
- * Group membership: the kafkajs consumer, its assignment (one PartitionState per assigned
- * partition and assignment: the epoch) and what kafkajs is told about each partition (pause,
- * resume, seek). kafkajs has no revoke callback: a join is where partitions come and go.
+ * Group membership: the driver's group member, its assignment (one PartitionState per assigned
+ * partition and assignment: the epoch) and what the client is told about each partition (pause,
+ * resume, seek). The driver reports whole assignments at each join: a join is where partitions
+ * come and go.
  */
 export class Group {
-  client: KafkajsConsumer | undefined;
+  member: GroupMember | undefined;
   readonly states = new Map<string, PartitionState>();
   /** Joined and not rebalancing or crashed: commits may be sent. */
   joined = false;
@@ -26,7 +27,7 @@ export class Group {
   paused = false;
   /** `Source.stop()` was called: nothing new is taken, ever. */
   stopped = false;
-  /** Times a partition was paused / resumed in kafkajs (any reason). */
+  /** Times a partition was paused / resumed in the client (any reason). */
   pauses = 0;
   resumes = 0;
   #crashes = 0;
@@ -37,6 +38,15 @@ export class Group {
     private readonly hooks: GroupHooks,
   ) {}
 
+  get driver(): KafkaDriver {
+    return this.o.driver;
+  }
+
+  /** The client's own consumer object of the current member. */
+  get client(): unknown {
+    return this.member?.client;
+  }
+
   /**
    * One start attempt: connect a fresh group member (bounded by `connectTimeoutMs`, and then
    * `extra`, the dead-letter producer's connect, with the same bound), subscribe, run, and resolve
@@ -44,56 +54,63 @@ export class Group {
    */
   async join(signal: AbortSignal, extra: () => Promise<void>): Promise<void> {
     const o = this.o;
-    const client = o.kafka.consumer({
-      groupId: o.groupId,
-      sessionTimeout: o.sessionTimeout,
-      heartbeatInterval: o.heartbeatInterval,
-      rebalanceTimeout: o.rebalanceTimeout,
-      maxWaitTimeInMs: o.maxWaitTimeInMs,
-    });
     let joined!: () => void;
     let failed!: (error: unknown) => void;
     const ready = new Promise<void>((resolve, reject) => ((joined = resolve), (failed = reject)));
     ready.catch(noop); // a crash after a failed connect has nobody waiting for it
     let started = false;
-    client.on(client.events.GROUP_JOIN, ({ payload }) => {
-      this.#onJoin(payload.memberAssignment);
-      joined();
-    });
-    client.on(client.events.REBALANCING, () => {
-      this.hooks.rebalancing();
-      this.joined = false;
-    });
-    client.on(client.events.CRASH, ({ payload }) => {
-      this.joined = false;
-      if (!started) return failed(payload.error);
-      this.#crashes++;
-      const report = this.hooks.report;
-      report({ type: 'disconnected', error: new Error(redactError(payload.error)), detail: `${this.name}: kafkajs consumer crashed${payload.restart ? '; it restarts' : ' and does not restart'}` });
-      if (!payload.restart) report({ type: 'error', error: new Error(`${this.name}: kafkajs gave up after: ${redactError(payload.error)}`), detail: 'recovery gave up' });
-    });
-    this.client = client;
+    const member = o.driver.member(
+      {
+        groupId: o.groupId,
+        topics: o.topics,
+        fromBeginning: o.fromBeginning,
+        sessionTimeout: o.sessionTimeout,
+        heartbeatInterval: o.heartbeatInterval,
+        rebalanceTimeout: o.rebalanceTimeout,
+        maxWaitTimeInMs: o.maxWaitTimeInMs,
+      },
+      {
+        batch: (payload) => this.hooks.eachBatch(payload),
+        assigned: (assignment) => {
+          this.#onJoin(assignment);
+          joined();
+        },
+        rebalancing: () => {
+          this.hooks.rebalancing();
+          this.joined = false;
+        },
+        crashed: (error, restart) => {
+          this.joined = false;
+          if (!started) return failed(error);
+          this.#crashes++;
+          const report = this.hooks.report;
+          const client = o.driver.name;
+          report({ type: 'disconnected', error: new Error(redactError(error)), detail: `${this.name}: ${client} consumer crashed${restart ? '; it restarts' : ' and does not restart'}` });
+          if (!restart) report({ type: 'error', error: new Error(`${this.name}: ${client} gave up after: ${redactError(error)}`), detail: 'recovery gave up' });
+        },
+      },
+    );
+    this.member = member;
     try {
-      await within(client.connect(), o.connectTimeoutMs, 'the group member', () => client.disconnect());
+      await within(member.connect(), o.connectTimeoutMs, 'the group member', () => member.leave());
       await extra();
-      await client.subscribe({ topics: o.topics, fromBeginning: o.fromBeginning });
-      await client.run({ autoCommit: false, eachBatchAutoResolve: false, eachBatch: (payload) => this.hooks.eachBatch(payload) });
+      await member.run();
       await abortable(ready, signal);
       started = true;
     } catch (error) {
-      this.client = undefined;
+      this.member = undefined;
       this.states.clear();
-      await client.disconnect().catch(noop);
+      await member.leave().catch(noop);
       throw error;
     }
   }
 
   /** Leaves the group and disconnects. */
   async leave(): Promise<void> {
-    const client = this.client;
-    this.client = undefined;
+    const member = this.member;
+    this.member = undefined;
     this.joined = false;
-    await client?.disconnect().catch((error: unknown) => this.hooks.report({ type: 'error', error: new Error(redactError(error)), detail: 'disconnect' }));
+    await member?.leave().catch((error: unknown) => this.hooks.report({ type: 'error', error: new Error(redactError(error)), detail: 'disconnect' }));
   }
 
   state(topic: string, partition: number): PartitionState | undefined {
@@ -113,8 +130,8 @@ export class Group {
           if (this.stopped) state.reasons.add('stopped');
           this.states.set(id, state);
         } else if (state.tracker.next !== undefined) {
-          // Kept across the rebalance: kafkajs dropped its fetch position (it goes back to the
-          // committed offset); go on from what we already took instead of taking it twice.
+          // Kept across the rebalance: the client dropped its fetch position (kafkajs goes back to
+          // the committed offset); go on from what we already took instead of taking it twice.
           this.seek(state, state.tracker.next);
         }
       }
@@ -125,7 +142,7 @@ export class Group {
       state.revoke();
       this.states.delete(id);
     }
-    // kafkajs keeps (or, after a crash, forgets) pause state on its own: say it again.
+    // A client may keep (kafkajs; or, after a crash, forget) pause state on its own: say it again.
     for (const state of this.states.values()) this.#apply(state, true);
     this.joined = true;
     if (this.#crashes > 0) {
@@ -134,7 +151,7 @@ export class Group {
     }
   }
 
-  // --- what kafkajs is told per partition -------------------------------------------------
+  // --- what the client is told per partition ---------------------------------------------
 
   pause(state: PartitionState, reason: PauseReason): void {
     state.reasons.add(reason);
@@ -156,12 +173,11 @@ export class Group {
   #apply(state: PartitionState, force = false): void {
     const want = state.reasons.size > 0;
     if (!force && want === state.pausedInClient) return;
-    const client = this.client;
-    if (!client || state.revoked) return;
+    const member = this.member;
+    if (!member || state.revoked) return;
     try {
-      const tp = [{ topic: state.topic, partitions: [state.partition] }];
-      if (want) client.pause(tp);
-      else client.resume(tp);
+      if (want) member.pause(state.topic, state.partition);
+      else member.resume(state.topic, state.partition);
       if (want !== state.pausedInClient) {
         if (want) this.pauses++;
         else this.resumes++;
@@ -173,12 +189,12 @@ export class Group {
     }
   }
 
-  /** Rewinds kafkajs's fetch position of the partition (the first message not taken). */
+  /** Rewinds the client's fetch position of the partition (the first message not taken). */
   seek(state: PartitionState, offset: number): void {
     // A revoked partition's position is its next owner's business (it starts at the last commit).
     if (state.revoked) return;
     try {
-      this.client?.seek({ topic: state.topic, partition: state.partition, offset: String(offset) });
+      this.member?.seek(state.topic, state.partition, offset);
     } catch (error) {
       this.hooks.report({ type: 'error', error: new Error(redactError(error)), detail: 'seek' });
     }
@@ -186,9 +202,9 @@ export class Group {
 }
 
 /**
- * `connecting` within `ms` (`connectTimeoutMs`), else an error naming `who`. kafkajs's connect
- * cannot be cancelled (its retries go on after a disconnect), so when it settles late, `cleanup`
- * disconnects what it connected.
+ * `connecting` within `ms` (`connectTimeoutMs`), else an error naming `who`. A client's connect
+ * may not be cancellable (kafkajs's retries go on after a disconnect), so when it settles late,
+ * `cleanup` disconnects what it connected.
  */
 export function within(connecting: Promise<void>, ms: number, who: string, cleanup: () => Promise<void>): Promise<void> {
   let timer: NodeJS.Timeout | undefined;

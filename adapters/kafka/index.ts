@@ -1,16 +1,29 @@
+import type { Consumer as KafkajsConsumer } from 'kafkajs';
 import { Consumer } from '../../src/consumer.js';
 import { resolveKafkaOptions, type KafkaConsumerOptions, type KafkaRecord } from './options.js';
 import { KafkaSource, type KafkaSourceView } from './source.js';
 
-export type { KafkaConsumerOptions, KafkaRecord, KafkaOrdering, KafkaRecoveryOptions } from './options.js';
+export type { KafkaConsumerOptions, KafkaRecord, KafkaOrdering, KafkaRecoveryOptions, KafkaClientOption } from './options.js';
+export type {
+  CommitOffset,
+  DriverBatch,
+  DriverBatchPayload,
+  DriverHandlers,
+  DriverProducer,
+  GroupMember,
+  JoinOptions,
+  KafkaDriver,
+  KafkaMessageRecord,
+  OutgoingMessage,
+} from './driver.js';
 export { CONNECT_TIMEOUT_DEFAULT_MS } from './options.js';
 export type { PauseReason } from './partition.js';
-export { kafkaPublisher, MESSAGE_ID_HEADER, type KafkaPublisher, type KafkaPublisherOptions, type KafkaPublishJsonOptions } from './publisher.js';
+export { kafkaPublisher, MESSAGE_ID_HEADER, type KafkaOutgoingMessage, type KafkaPublisher, type KafkaPublisherOptions, type KafkaPublishJsonOptions } from './publisher.js';
 export { ORIGIN_HEADERS } from './delivery.js';
 export type { KafkaSourceStatus, KafkaSourceView } from './source.js';
 
-/** A Kafka consumer: `source` also shows the adapter's per-partition status and the kafkajs client. */
-export type KafkaConsumer = Consumer<KafkaRecord> & { readonly source: KafkaSourceView };
+/** A Kafka consumer: `source` also shows the adapter's per-partition status and the client's consumer (`Client`: kafkajs's by default). */
+export type KafkaConsumer<Client = KafkajsConsumer> = Consumer<KafkaRecord> & { readonly source: KafkaSourceView<Client> };
 
 /**
  * A consumer of Kafka topics as one group member, through a bounded pool: in order per key

@@ -1,5 +1,5 @@
-import type { EachBatchPayload } from 'kafkajs';
 import type { Commits } from './commits.js';
+import type { DriverBatchPayload } from './driver.js';
 import type { Group } from './group.js';
 import { laneOf } from './key-scheduler.js';
 import type { ResolvedKafkaOptions } from './options.js';
@@ -7,12 +7,12 @@ import type { Outcomes } from './outcomes.js';
 import type { PartitionState } from './partition.js';
 
 /**
- * Batch intake: kafkajs's `eachBatch`. Each message is handed to the runtime at once, or queued
- * behind its busy key (bounded by `maxHeldPerPartition`); eachBatch never waits for handlers, so
- * kafkajs's own loop keeps fetching and heartbeating. It waits only in place — for the pool's
- * room or for held messages to drain — with the partition paused and heartbeats sent meanwhile;
- * a refusal or a pause that cannot be waited out rewinds the partition to the first message not
- * taken, so nothing is skipped.
+ * Batch intake: the driver's batches (kafkajs's `eachBatch`). Each message is handed to the
+ * runtime at once, or queued behind its busy key (bounded by `maxHeldPerPartition`); eachBatch
+ * never waits for handlers, so the client's own loop keeps fetching and heartbeating. It waits
+ * only in place — for the pool's room or for held messages to drain — with the partition paused
+ * and heartbeats sent meanwhile; a refusal or a pause that cannot be waited out rewinds the
+ * partition to the first message not taken, so nothing is skipped.
  */
 export class Intake {
   #beating: Promise<undefined> | undefined;
@@ -24,7 +24,7 @@ export class Intake {
     private readonly commits: Commits,
   ) {}
 
-  async eachBatch({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> {
+  async eachBatch({ batch, resolveOffset, heartbeat, isRunning, isStale }: DriverBatchPayload): Promise<void> {
     const group = this.group;
     const state = group.state(batch.topic, batch.partition);
     if (state === undefined) return;
@@ -33,7 +33,7 @@ export class Intake {
     const max = this.o.maxHeldPerPartition;
     const ordering = this.o.ordering;
     const messages = batch.messages;
-    // kafkajs's next fetch starts after the last resolved offset. Resolving costs a Long parse,
+    // The driver's next fetch starts after the last resolved offset. Resolving costs a Long parse,
     // so it is done once per run of taken messages: before every wait and every return.
     let taken: string | undefined;
     const resolve = () => {
@@ -82,7 +82,7 @@ export class Intake {
         i++;
         continue;
       }
-      // The pool is the credit: with no place free, wait here (kafkajs does not fetch meanwhile).
+      // The pool is the credit: with no place free, wait here (the driver does not fetch this partition meanwhile).
       if (context.freeCapacity() <= 0) {
         resolve();
         check = true;
@@ -113,7 +113,7 @@ export class Intake {
 
   /**
    * Pauses the partition until the pool has room, heartbeating meanwhile (the batch's
-   * callback is what blocks kafkajs's loop). True when it may go on with the same batch.
+   * callback is what blocks the driver's loop). True when it may go on with the same batch.
    */
   async #awaitRoom(state: PartitionState, heartbeat: () => Promise<void>): Promise<boolean> {
     this.group.pause(state, 'overload');
@@ -126,7 +126,7 @@ export class Intake {
 
   /**
    * Waits, inside the batch, until half of the partition's held messages have gone to the pool.
-   * Bounded in time (a retry backing off for long must not hold kafkajs's loop): false when the
+   * Bounded in time (a retry backing off for long must not hold the driver's loop): false when the
    * caller should pause and seek back instead.
    */
   async #awaitRelease(state: PartitionState, heartbeat: () => Promise<void>): Promise<boolean> {
@@ -167,7 +167,7 @@ export class Intake {
       try {
         await heartbeat();
       } catch {
-        return false; // a rebalance: kafkajs rejoins once this batch returns
+        return false; // a rebalance: the client rejoins once this batch returns
       }
     }
   }

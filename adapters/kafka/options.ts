@@ -1,13 +1,21 @@
-import { Kafka, logLevel, type KafkaConfig, type KafkaMessage } from 'kafkajs';
+import { Kafka, logLevel, type KafkaConfig } from 'kafkajs';
 import type { ConsumerOptions } from '../../src/consumer-options.js';
 import { integerOption, objectOption, oneOfOption, redactText, resolveRecovery, stringOption, type RecoveryOptions, type ResolvedRecovery } from '../../src/adapter/index.js';
+import type { KafkaDriver, KafkaMessageRecord } from './driver.js';
+import { KafkajsDriver } from './drivers/kafkajs.js';
 
-/** What a handler gets as `msg.raw`: the kafkajs message and where it was read. */
+/** What a handler gets as `msg.raw`: the message as the client read it (with kafkajs, its `KafkaMessage`) and where it was read. */
 export interface KafkaRecord {
   topic: string;
   partition: number;
-  message: KafkaMessage;
+  message: KafkaMessageRecord;
 }
+
+/**
+ * The `kafka` option: a kafkajs `KafkaConfig` (optionally with `client: 'kafkajs'`) or a kafkajs
+ * `Kafka` instance you own; or a driver instance (anything implementing `KafkaDriver`).
+ */
+export type KafkaClientOption = KafkaConfig | (KafkaConfig & { client: 'kafkajs' }) | Kafka | KafkaDriver;
 
 export type KafkaOrdering = 'partition' | 'key' | 'unordered';
 
@@ -18,8 +26,8 @@ export type KafkaRecoveryOptions = RecoveryOptions;
 export const CONNECT_TIMEOUT_DEFAULT_MS = 2000;
 
 export interface KafkaConsumerOptions<Data = unknown> extends ConsumerOptions<KafkaRecord, Data> {
-  /** kafkajs client config (`brokers`, `ssl`, `sasl`, `retry`…), or a `Kafka` instance you own. */
-  kafka: KafkaConfig | Kafka;
+  /** kafkajs client config (`brokers`, `ssl`, `sasl`, `retry`…), or a `Kafka` instance you own (see `KafkaClientOption`). */
+  kafka: KafkaClientOption;
   groupId: string;
   topics: string[];
   /** Where a group with no committed offset starts. Default false (only new messages). */
@@ -63,7 +71,7 @@ export interface KafkaConsumerOptions<Data = unknown> extends ConsumerOptions<Ka
 }
 
 export interface ResolvedKafkaOptions {
-  kafka: Kafka;
+  driver: KafkaDriver;
   groupId: string;
   topics: string[];
   fromBeginning: boolean;
@@ -90,7 +98,7 @@ export function resolveKafkaOptions<Data>(options: KafkaConsumerOptions<Data>): 
     throw new TypeError(`${owner}: option "topics" must be a non-empty array of topic names, got ${JSON.stringify(options.topics)}`);
   }
   const topics = options.topics.map((t, i) => stringOption(owner, `topics[${i}]`, t));
-  const { kafka, where } = resolveKafka(owner, options.kafka);
+  const { driver, where } = resolveKafka(owner, options.kafka);
   if (options.fromBeginning !== undefined && typeof options.fromBeginning !== 'boolean') {
     throw new TypeError(`${owner}: option "fromBeginning" must be a boolean, got ${JSON.stringify(options.fromBeginning)}`);
   }
@@ -115,7 +123,7 @@ export function resolveKafkaOptions<Data>(options: KafkaConsumerOptions<Data>): 
     throw new RangeError(`${owner}: option "heartbeatInterval" must be below "sessionTimeout" (${sessionTimeout}), got ${heartbeatInterval}`);
   }
   return {
-    kafka,
+    driver,
     groupId,
     topics,
     fromBeginning: options.fromBeginning ?? false,
@@ -134,13 +142,21 @@ export function resolveKafkaOptions<Data>(options: KafkaConsumerOptions<Data>): 
   };
 }
 
+const isDriver = (value: unknown): value is KafkaDriver =>
+  typeof value === 'object' && value !== null && ['member', 'producer', 'isRebalanceError'].every((k) => typeof (value as Record<string, unknown>)[k] === 'function');
+
 /**
- * A Kafka instance from the option: a given instance is used as is; a config gets kafkajs's
- * logging off by default (sluice reports through its own events) unless the config sets it.
+ * The driver from the option: a given Kafka instance or driver is used as is; a kafkajs config
+ * gets kafkajs's logging off by default (sluice reports through its own events) unless the config
+ * sets it.
  */
-export function resolveKafka(owner: string, value: unknown): { kafka: Kafka; where: string } {
-  if (value instanceof Kafka) return { kafka: value, where: 'the given Kafka instance' };
-  const config = objectOption(owner, 'kafka', value) as unknown as KafkaConfig;
+export function resolveKafka(owner: string, value: unknown): { driver: KafkaDriver; where: string } {
+  if (value instanceof Kafka) return { driver: new KafkajsDriver(value), where: 'the given Kafka instance' };
+  if (isDriver(value)) return { driver: value, where: `the given ${value.name} driver` };
+  const { client = 'kafkajs', ...config } = objectOption(owner, 'kafka', value) as unknown as KafkaConfig & { client?: unknown };
+  if (client !== 'kafkajs') {
+    throw new TypeError(`${owner}: option "kafka.client" must be 'kafkajs', got ${JSON.stringify(client)}`);
+  }
   const brokers = config.brokers;
   if (typeof brokers !== 'function') {
     if (!Array.isArray(brokers) || brokers.length === 0 || brokers.some((b) => typeof b !== 'string' || b.length === 0)) {
@@ -148,5 +164,5 @@ export function resolveKafka(owner: string, value: unknown): { kafka: Kafka; whe
     }
   }
   const where = typeof brokers === 'function' ? 'brokers from a function' : redactText(brokers.join(','));
-  return { kafka: new Kafka({ logLevel: logLevel.NOTHING, ...config }), where };
+  return { driver: new KafkajsDriver(new Kafka({ logLevel: logLevel.NOTHING, ...config })), where };
 }

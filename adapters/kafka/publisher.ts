@@ -1,11 +1,12 @@
-import type { Kafka, KafkaConfig, Message as KafkajsMessage, Producer, RecordMetadata } from 'kafkajs';
+import type { RecordMetadata } from 'kafkajs';
 import { injectTraceContext } from '../../src/ops/tracing.js';
 import { redactError } from '../../src/adapter/index.js';
-import { resolveKafka } from './options.js';
+import type { DriverProducer, KafkaDriver, OutgoingMessage } from './driver.js';
+import { resolveKafka, type KafkaClientOption } from './options.js';
 
 export interface KafkaPublisherOptions {
-  /** kafkajs client config, or a `Kafka` instance you own. */
-  kafka: KafkaConfig | Kafka;
+  /** The same as kafkaConsumer's `kafka`: a kafkajs client config, a `Kafka` instance you own, or a driver. */
+  kafka: KafkaClientOption;
   /** Have a missing topic created (when the broker allows it). Default true. */
   allowAutoTopicCreation?: boolean;
 }
@@ -19,16 +20,23 @@ export interface KafkaPublishJsonOptions {
   partition?: number;
 }
 
+/** A message to publish: `key`, `value`, `headers`, `partition` (a kafkajs `Message` is one). */
+export type KafkaOutgoingMessage = OutgoingMessage;
+
 /**
  * Acknowledged publishing for tests, examples, producers that feed a sluice consumer, and dead
  * letters. Carries the active OpenTelemetry context (`traceparent`) when @opentelemetry/api is installed.
  */
-export interface KafkaPublisher {
-  /** Resolves once every in-sync replica has the messages (acks: -1); rejects otherwise. */
-  publish(topic: string, messages: KafkajsMessage[]): Promise<RecordMetadata[]>;
+export interface KafkaPublisher<Result = RecordMetadata[]> {
+  /**
+   * Resolves once every in-sync replica has the messages (acks: -1), with the client's own result
+   * (`Result`: kafkajs's `RecordMetadata[]`; @platformatic/kafka's `ProduceResult`); rejects otherwise.
+   */
+  publish(topic: string, messages: KafkaOutgoingMessage[]): Promise<Result>;
   /** One message, `body` as JSON. */
-  publishJson(topic: string, body: unknown, options?: KafkaPublishJsonOptions): Promise<RecordMetadata[]>;
-  readonly producer: Producer;
+  publishJson(topic: string, body: unknown, options?: KafkaPublishJsonOptions): Promise<Result>;
+  /** The client's own producer (kafkajs: its `Producer`). */
+  readonly producer: unknown;
   close(): Promise<void>;
 }
 
@@ -40,25 +48,26 @@ export const MESSAGE_ID_HEADER = 'message-id';
  * replicas. Connects before it resolves: an unreachable cluster is an error here, not later.
  */
 export async function kafkaPublisher(options: KafkaPublisherOptions): Promise<KafkaPublisher> {
-  const { kafka, where } = resolveKafka('kafkaPublisher', options?.kafka);
-  const publisher = unconnectedPublisher(kafka, options.allowAutoTopicCreation ?? true);
-  await publisher.producer.connect().catch((error: unknown) => {
+  const { driver, where } = resolveKafka('kafkaPublisher', options?.kafka);
+  const { publisher, producer } = unconnectedPublisher(driver, options.allowAutoTopicCreation ?? true);
+  await producer.connect().catch(async (error: unknown) => {
+    await producer.disconnect().catch(() => {});
     throw new Error(`kafkaPublisher: cannot connect to ${where}: ${redactError(error)}`, { cause: error });
   });
   return publisher;
 }
 
-/** The publisher before `producer.connect()`: the consumer's dead-letter producer connects it within its own start attempts. */
-export function unconnectedPublisher(kafka: Kafka, allowAutoTopicCreation: boolean): KafkaPublisher {
-  const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 5, allowAutoTopicCreation });
-  const publish = async (topic: string, messages: KafkajsMessage[]) => {
+/** The publisher before its producer connects: the consumer's dead-letter producer connects it within its own start attempts. */
+export function unconnectedPublisher(driver: KafkaDriver, allowAutoTopicCreation: boolean): { publisher: KafkaPublisher; producer: DriverProducer } {
+  const producer = driver.producer({ allowAutoTopicCreation });
+  const publish = async (topic: string, messages: KafkaOutgoingMessage[]) => {
     // The active OpenTelemetry context (`traceparent`), when @opentelemetry/api is installed; a message's own headers win.
     const trace = await injectTraceContext({});
     const traced = Object.keys(trace).length === 0 ? messages : messages.map((m) => ({ ...m, headers: { ...trace, ...m.headers } }));
-    return producer.send({ topic, messages: traced, acks: -1 });
+    return producer.send(topic, traced) as Promise<RecordMetadata[]>;
   };
-  return {
-    producer,
+  const publisher: KafkaPublisher = {
+    producer: producer.client,
     publish,
     publishJson(topic, body, o = {}) {
       const headers: Record<string, string> = { 'content-type': 'application/json', ...o.headers };
@@ -69,4 +78,5 @@ export function unconnectedPublisher(kafka: Kafka, allowAutoTopicCreation: boole
       await producer.disconnect().catch(() => {});
     },
   };
+  return { publisher, producer };
 }

@@ -13,24 +13,29 @@ const CAPABILITIES: SourceCapabilities = Object.freeze({ delayedRetry: true, red
 
 export interface KafkaSourceStatus {
   partitions: Record<string, { held: number; open: number; paused: PauseReason[]; committed: number | undefined }>;
-  /** Times a partition was paused / resumed in kafkajs (any reason). */
+  /** Times a partition was paused / resumed in the client (any reason). */
   pauses: number;
   resumes: number;
 }
 
 /** What `consumer.source` offers on Kafka besides the Source contract (see kafkaConsumer). */
-export interface KafkaSourceView {
+export interface KafkaSourceView<Client = KafkajsConsumer> {
   readonly name: string;
-  /** The kafkajs consumer, for what sluice does not wrap (instrumentation events, `describeGroup`); undefined before start. */
-  readonly client: KafkajsConsumer | undefined;
+  /** The driver's name: `'kafkajs'` or `'platformatic'` (or a driver of your own). */
+  readonly driver: string;
+  /**
+   * The client's consumer, for what sluice does not wrap (kafkajs: its `Consumer`, with
+   * instrumentation events and `describeGroup`); undefined before start. Replaced at each start.
+   */
+  readonly client: Client | undefined;
   /** What the adapter holds and pauses right now, per assigned partition (`topic/partition`), and pause counts so far. */
   status(): KafkaSourceStatus;
 }
 
 /**
- * Kafka's Source: a kafkajs group member run with `eachBatch`, `autoCommit: false` and
- * `eachBatchAutoResolve: false`, in four parts: the group (membership, assignment epochs, pause
- * and seek: group.ts), the batch intake and its waits (intake.ts), the outcomes and held
+ * Kafka's Source: a group member of the driver's client (driver.ts: kafkajs run with
+ * `eachBatch`, `autoCommit: false` and `eachBatchAutoResolve: false`, or @platformatic/kafka),
+ * in four parts: the group (membership, assignment epochs, pause and seek: group.ts), the batch intake and its waits (intake.ts), the outcomes and held
  * messages (outcomes.ts) and the commits of each partition's done prefix (commits.ts).
  */
 export class KafkaSource implements Source, KafkaSourceView {
@@ -57,8 +62,12 @@ export class KafkaSource implements Source, KafkaSourceView {
     this.#intake = new Intake(o, this.#group, this.#outcomes, this.#commits);
   }
 
+  get driver(): string {
+    return this.#o.driver.name;
+  }
+
   get client(): KafkajsConsumer | undefined {
-    return this.#group.client;
+    return this.#group.client as KafkajsConsumer | undefined;
   }
 
   status(): KafkaSourceStatus {
@@ -82,7 +91,7 @@ export class KafkaSource implements Source, KafkaSourceView {
   /** The dead-letter producer, connected within the same start attempt and bound (then only while dead letters go out). */
   async #connectDeadLetters(): Promise<void> {
     if (this.#outcomes.dlq) return;
-    const dlq = new DeadLetterProducer(this.#o.kafka, this.#o.deadLetterAutoCreate);
+    const dlq = new DeadLetterProducer(this.#o.driver, this.#o.deadLetterAutoCreate);
     await dlq.start(this.#o.connectTimeoutMs);
     this.#outcomes.dlq = dlq;
   }
