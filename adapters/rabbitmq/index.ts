@@ -5,7 +5,7 @@ import { RabbitSource } from './source.js';
 
 export type { RabbitConsumerOptions, QueueDeclaration, DeadLetterTarget, RecoveryOptions } from './options.js';
 export { rabbitPublisher, type RabbitPublisher, type RabbitPublisherOptions, type RabbitPublishOptions } from './publisher.js';
-export { RabbitSource } from './source.js';
+export { RabbitSource, type RabbitSourceStatus } from './source.js';
 export { ChannelLostError } from './session.js';
 export { UnroutableError } from './confirm.js';
 export type { ConsumeMessage };

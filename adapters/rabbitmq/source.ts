@@ -5,6 +5,22 @@ import { RabbitDelivery, type DeliveryScope } from './delivery.js';
 import type { QueueDeclaration, ResolvedRabbitOptions } from './options.js';
 import { Session } from './session.js';
 
+/** What the source holds now (`consumer.source.status()`). */
+export interface RabbitSourceStatus {
+  /** Deliveries the runtime refused (pool full, a gate) that are kept unacked to be offered again on resume. */
+  held: number;
+  /**
+   * Whether refused deliveries are held (a quorum queue, or a queue of unknown type) rather than
+   * given back at once with `nack` (a classic queue).
+   */
+  holdsRefused: boolean;
+  /** The prefetch in effect. */
+  prefetch: number;
+}
+
+/** How long held deliveries may wait while the source is not paused before they are offered again anyway. */
+const HELD_RECHECK_MS = 100;
+
 /**
  * RabbitMQ's Source: basic.consume with prefetch as the broker-side credit, basic.cancel to
  * pause, a new basic.consume to resume, and a new Session (connection and channels) whenever the
@@ -45,6 +61,19 @@ export class RabbitSource implements Source {
    * connection that sluice did not declare, and once the broker has refused it.
    */
   #globalQos: boolean;
+  /**
+   * Refused by the runtime at dispatch (pool full, a gate) on a queue that counts give-backs, in
+   * delivery order; deliveries that arrive while some are held join the back. Kept unacked (each
+   * keeps its prefetch slot) and offered again, first, when the runtime resumes the source — it
+   * always pauses on such a refusal. A `nack` would have the broker deliver the message again and
+   * count that delivery: quorum queues drop or dead-letter a message past their `delivery-limit`
+   * (RabbitMQ 4.0–4.2 count every `nack` with requeue, 20 by default), so a gate refusing often
+   * would walk healthy messages out of the queue. Given back (nacked) when stopping; dropped
+   * when their channel dies (RabbitMQ has requeued them).
+   */
+  #held: RabbitDelivery[] = [];
+  /** Offers held deliveries again if no pause came for them (see #watchHeld). */
+  #recheck: NodeJS.Timeout | undefined;
 
   constructor(private readonly o: ResolvedRabbitOptions) {
     this.name = `rabbitmq:${o.queue}`;
@@ -107,12 +136,33 @@ export class RabbitSource implements Source {
     if (tag === undefined) return; // paused: the next basic.consume takes the new prefetch
     session.consumerTag = undefined;
     await session.channel.cancel(tag);
-    if (!this.#paused && !this.#stopped) await this.#consume(session);
+    if (!this.#paused && !this.#stopped && this.#held.length === 0) await this.#consume(session);
   }
 
   /** The prefetch in effect now. */
   get prefetch(): number {
     return this.#prefetch;
+  }
+
+  /** Deliveries refused by the runtime and held to be offered again on resume. */
+  get held(): number {
+    return this.#held.length;
+  }
+
+  /**
+   * Whether a delivery the runtime refuses is held rather than given back: when the queue may count
+   * a give-back against a delivery limit — a quorum queue (declared so, or found so when it refused
+   * the channel-wide prefetch), or a queue of unknown type (on your own connection, not declared).
+   * A classic queue counts nothing (no delivery limit): there a refusal is nacked back at once and
+   * frees its prefetch slot. Only classic queues accept a channel-wide prefetch on RabbitMQ before
+   * 4.3 (4.3 applies it per consumer, and counts no `nack` either).
+   */
+  get holdsRefused(): boolean {
+    return !this.#globalQos;
+  }
+
+  status(): RabbitSourceStatus {
+    return { held: this.#held.length, holdsRefused: this.holdsRefused, prefetch: this.#prefetch };
   }
 
   /** The live consume channel, for what sluice does not wrap (e.g. inspecting the queue); undefined while recovering. */
@@ -137,26 +187,34 @@ export class RabbitSource implements Source {
       await this.#consume(session);
     }
     this.#session = session;
+    // A refusal among the first deliveries pauses the source before start() knows its session (the
+    // pause found none to cancel): bring the consumer in line now.
+    if (this.#paused || this.#stopped || this.#held.length > 0) await this.#reconcile();
     context.report({ type: 'connected', detail: `${this.name} at ${this.o.where}` });
   }
 
   pause(): Promise<void> {
     this.#paused = true;
+    this.#clearRecheck();
     return this.#reconcile();
   }
 
   resume(): Promise<void> {
     this.#paused = false;
+    // Held deliveries first, in order; a new basic.consume only once none is left (see #reconcile).
+    this.#offerHeld();
     return this.#reconcile();
   }
 
   stop(): Promise<void> {
     this.#stopped = true;
+    this.#releaseHeld();
     return this.#reconcile();
   }
 
   async close(): Promise<void> {
     this.#stopped = true;
+    this.#releaseHeld();
     this.#unfollow?.();
     this.#unfollow = undefined;
     await this.#chain;
@@ -197,8 +255,84 @@ export class RabbitSource implements Source {
     }
     session.acks.track(raw.fields.deliveryTag);
     const delivery = new RabbitDelivery(raw, session, this.#scope);
-    // Refused (pool full, a gate, stopping): the runtime will not touch it again; it goes back now.
-    if (this.#context?.dispatch(delivery) !== 'accepted') delivery.refuse();
+    // Behind held ones: delivery order is kept, and they are offered on resume.
+    if (this.#held.length > 0 && !this.#stopped) {
+      this.#held.push(delivery);
+      return;
+    }
+    this.#offer(delivery);
+  }
+
+  /**
+   * Hands a delivery to the runtime. Refused (the runtime will not touch it again): held when the
+   * queue counts give-backs and the refusal is for overload or a gate, else nacked back now.
+   * False when refused.
+   */
+  #offer(delivery: RabbitDelivery): boolean {
+    const result = this.#context?.dispatch(delivery) ?? 'stopping';
+    if (result === 'accepted') return true;
+    if (result === 'stopping' || this.#stopped) {
+      // Stopping, or the pool is closed: everything held would be refused the same way.
+      delivery.refuse();
+      this.#releaseHeld();
+      return false;
+    }
+    if (!this.holdsRefused) {
+      delivery.refuse();
+      return false;
+    }
+    this.#held.push(delivery);
+    this.#watchHeld();
+    return false;
+  }
+
+  /** Offers the held deliveries again, in order, until one is refused (it stays first) or we pause. */
+  #offerHeld(): void {
+    this.#clearRecheck();
+    const held = this.#held;
+    while (held.length > 0 && !this.#paused && !this.#stopped) {
+      const next = held.shift()!;
+      // Its channel died: RabbitMQ has requeued it (and delivers it again on the new channel).
+      if (next.stale()) continue;
+      if (!this.#offer(next)) {
+        // #offer put it at the back (or released everything); it was first.
+        if (held.length > 1 && held[held.length - 1] === next) held.unshift(held.pop()!);
+        return;
+      }
+    }
+  }
+
+  /** Stopping: what is held goes back to the queue (nack with requeue), in order. */
+  #releaseHeld(): void {
+    this.#clearRecheck();
+    const held = this.#held;
+    this.#held = [];
+    for (const delivery of held) delivery.refuse();
+  }
+
+  /**
+   * The runtime pauses the source on every refusal and resumes it later, which offers the held
+   * deliveries again. Should a pause never reach the source (a pause reason that came and went
+   * while an earlier pause or resume was still under way changes nothing at the source), held
+   * deliveries would wait forever and the consumer with them: while not paused, they are offered
+   * again after a short while.
+   */
+  #watchHeld(): void {
+    if (this.#recheck !== undefined || this.#paused || this.#stopped) return;
+    this.#recheck = setTimeout(() => {
+      this.#recheck = undefined;
+      if (this.#paused || this.#stopped || this.#held.length === 0) return;
+      this.#offerHeld();
+      if (this.#held.length > 0) this.#watchHeld();
+      else void this.#reconcile();
+    }, HELD_RECHECK_MS);
+    this.#recheck.unref?.();
+  }
+
+  #clearRecheck(): void {
+    if (this.#recheck === undefined) return;
+    clearTimeout(this.#recheck);
+    this.#recheck = undefined;
   }
 
   /** Brings the broker-side consumer in line with paused/stopped, one change at a time. */
@@ -206,7 +340,9 @@ export class RabbitSource implements Source {
     this.#chain = this.#chain.then(async () => {
       const session = this.#session;
       if (!session?.alive) return; // recovery consumes (or not) when it has a session again
-      const wanted = !this.#paused && !this.#stopped;
+      // While deliveries are held, no new basic.consume: on a quorum queue (per-consumer prefetch)
+      // a new consumer tag brings a fresh window, which would join the held ones behind a refusal.
+      const wanted = !this.#paused && !this.#stopped && this.#held.length === 0;
       try {
         if (wanted && session.consumerTag === undefined) await this.#consume(session);
         if (!wanted && session.consumerTag !== undefined) {
@@ -223,6 +359,8 @@ export class RabbitSource implements Source {
   }
 
   #lost(session: Session, reason: Error): void {
+    // Held deliveries of a dead channel are stale: RabbitMQ has requeued them and delivers them again.
+    if (this.#held.length > 0) this.#held = this.#held.filter((delivery) => !delivery.stale());
     if (GLOBAL_QOS_REFUSED.test(`${reason.message} ${session.connectionError?.message}`)) this.#globalQos = false;
     if (session !== this.#session || this.#stopped || !this.#context) return;
     this.#context.report({ type: 'disconnected', error: reason, detail: `${this.name}: ${redactError(reason)}` });
