@@ -51,10 +51,15 @@ export class PauseReasons {
     return this.#reconcile();
   }
 
-  /** Brings the source in line with the reasons held; never resumes a consumer that is stopping. */
+  /**
+   * Brings the source in line with the reasons held; never resumes a consumer that is stopping.
+   * The wanted state is taken when the reasons change, not when the call's turn comes: a reason
+   * added and lifted while an earlier call runs still pauses and then resumes the source, so an
+   * adapter that keeps refused deliveries to offer again on resume always hears the resume.
+   */
   #reconcile(): Promise<void> {
+    const wanted = this.#since.size > 0;
     this.#chain = this.#chain.then(async () => {
-      const wanted = this.#since.size > 0;
       if (wanted === this.#sourcePaused || (!wanted && !this.host.mayResume())) return;
       this.#sourcePaused = wanted;
       if (wanted) await this.host.pauseSource();
