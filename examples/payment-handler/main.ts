@@ -7,9 +7,11 @@
  *   npm start -- --broker rabbitmq    # or kafka, nats (needs the broker running)
  *   npm start -- --downstream-outage  # the gateway goes down for a while: a circuit breaker opens, probes, closes
  *   npm start -- --rate 200           # a rate limit of 200 payments/s on the consumer
+ *   npm start -- --dashboard-port 0   # the live dashboard on any free port (default 9464; off: none)
  */
 import { parseArgs } from 'node:util';
-import { WorkerPool } from '../../src/index.js';
+import { CircuitBreaker, runService, WorkerPool } from '../../src/index.js';
+import { dashboardMode, dashboardUrl, freePort, linger, waitForViewer } from './dashboard.js';
 import type { DemoBroker, Payment } from './demo-broker.js';
 import { flowMode } from './flow.js';
 import { chargeCard, makePayments } from './payments.js';
@@ -34,6 +36,8 @@ async function main(): Promise<number> {
       'downstream-outage': { type: 'boolean', default: false },
       'outage-ms': { type: 'string', default: '2000' },
       rate: { type: 'string' },
+      'dashboard-port': { type: 'string', default: '9464' },
+      'dashboard-wait': { type: 'string', default: '15' },
     },
   });
   const brokerName = values.broker as BrokerName;
@@ -42,6 +46,7 @@ async function main(): Promise<number> {
     return 2;
   }
   const count = Number(values.count);
+  const dashboard = dashboardMode(values['dashboard-port'], values['dashboard-wait'], process.stdout.isTTY === true);
   // The pool validates its own options and says which one is wrong.
   const pool = new WorkerPool({ name: 'payments', maxConcurrency: Number(values.concurrency), maxQueueSize: Number(values.queue) });
 
@@ -75,8 +80,21 @@ async function main(): Promise<number> {
   consumer.on('error', ({ error, during }) => console.error(`\n[${during}] ${String(error)}`));
 
   console.log(`sluice payment-handler on ${broker.name}: ${tally.published} messages, pool ${pool.status().maxConcurrency} running + ${pool.status().maxQueueSize} waiting\n`);
+  // runService starts the consumer and serves the dashboard (loopback only); the demo drains it itself at the end.
+  const service = await runService({
+    consumers: [consumer],
+    pools: [pool],
+    signals: [],
+    exitOnSignal: false,
+    shutdownTimeoutMs: 10_000,
+    ...(dashboard.port === undefined
+      ? {}
+      : { http: { port: await freePort(dashboard.port), dashboard: { breakers: flow.gates.filter((g) => g instanceof CircuitBreaker) } } }),
+  });
+  const url = dashboardUrl(service);
+  if (url) console.log(`dashboard: ${url}\n`);
+  await waitForViewer(service, dashboard);
   const started = performance.now();
-  await consumer.start();
   const stopProgress = startProgress(() => consumer.status(), tally, process.stdout, flow.gates.length > 0 ? flow.progress : undefined);
   await broker.publish(payments);
 
@@ -86,14 +104,15 @@ async function main(): Promise<number> {
     await new Promise((r) => setTimeout(r, 50));
   }
   stopProgress();
-  const result = await consumer.stop({ timeoutMs: 10_000 });
-  await pool.close();
+  const elapsed = performance.now() - started;
+  await linger(service, dashboard);
+  const result = await service.stop('the demo is done');
   const deadLettered = await broker.deadLettered();
   await broker.close();
 
   const status = consumer.status();
-  console.log(`\n${summary(status, tally, deadLettered, performance.now() - started, flow.rows())}\n`);
-  const ok = result.drained && status.handled + status.deadLettered === expected && status.pool.active === 0;
+  console.log(`\n${summary(status, tally, deadLettered, elapsed, flow.rows())}\n`);
+  const ok = result.clean && status.handled + status.deadLettered === expected && status.pool.active === 0;
   console.log(ok ? 'every payment was processed or dead-lettered; none lost.' : 'MISMATCH: some messages are unaccounted for.');
   return ok ? 0 : 1;
 }

@@ -1,5 +1,6 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Dashboard } from './dashboard.js';
 import type { ServiceHealth } from './service.js';
 
 export interface HealthServer {
@@ -9,16 +10,19 @@ export interface HealthServer {
 
 /**
  * A tiny node:http endpoint: /healthz (liveness), /readyz (readiness: connected and not
- * draining), /metrics when metrics are on. No framework, loopback unless told otherwise.
+ * draining), /metrics when metrics are on, /dashboard (and its /dashboard/events stream) when a
+ * dashboard is given. No framework, loopback unless told otherwise.
  */
 export async function serveHealth(options: {
   port: number;
   host?: string;
   health: () => ServiceHealth;
   metrics?: () => Promise<{ contentType: string; body: string }>;
+  dashboard?: Dashboard;
 }): Promise<HealthServer> {
   const server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
+    if (options.dashboard?.handle(req, res, '/dashboard')) return;
     const json = (code: number, body: unknown) => {
       res.writeHead(code, { 'content-type': 'application/json' });
       res.end(JSON.stringify(body));

@@ -12,3 +12,14 @@ export {
   type TrackOptions as OtelTrackOptions,
 } from './otel-metrics.js';
 export { type MessagingTarget } from './messaging-attributes.js';
+export {
+  createDashboard,
+  type Dashboard,
+  type DashboardBreaker,
+  type DashboardConsumer,
+  type DashboardError,
+  type DashboardOptions,
+  type DashboardPool,
+  type DashboardSample,
+  type DashboardSnapshot,
+} from './dashboard.js';

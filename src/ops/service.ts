@@ -3,6 +3,7 @@ import type { Consumer } from '../consumer.js';
 import type { ConsumerHealth, HealthStatus } from '../consumer-events.js';
 import type { WorkerPool } from '../pool/worker-pool.js';
 import { numberOption, oneOfOption } from '../validate.js';
+import { createDashboard, type Dashboard, type DashboardOptions } from './dashboard.js';
 import { serveHealth, type HealthServer } from './http.js';
 import { errorFields, logConsumer, redactingLogger, silentLogger, type Logger } from './logger.js';
 
@@ -17,7 +18,19 @@ export interface ServiceOptions {
   /** `'fail-fast'` (default): one consumer failing to start stops the others and rejects. `'keep-running'`: it is reported (health: down) and the others run. */
   onStartFailure?: 'fail-fast' | 'keep-running';
   /** Serve /healthz, /readyz (and /metrics when given) over node:http. Off by default; loopback by default. */
-  http?: { port: number; host?: string; metrics?: () => Promise<{ contentType: string; body: string }> };
+  http?: {
+    port: number;
+    /** The bind address, for every route (/dashboard too). Default `127.0.0.1`. */
+    host?: string;
+    metrics?: () => Promise<{ contentType: string; body: string }>;
+    /**
+     * Serve the live dashboard at /dashboard (its data at /dashboard/snapshot and /dashboard/events)
+     * for the service's consumers and pools. Default `false` (off). `true`, or options: the
+     * `breakers` to show (as `prometheusMetrics` takes them), history and sampling intervals.
+     * It costs nothing while no page is open.
+     */
+    dashboard?: boolean | DashboardOptions;
+  };
   logger?: Logger;
   /** Call process.exit with the exit code when the drain after a signal ends. Default true. */
   exitOnSignal?: boolean;
@@ -47,6 +60,8 @@ export interface Service {
   readonly done: Promise<ServiceResult>;
   /** The HTTP address when `http` was given (port 0 picks a free one). */
   readonly httpAddress: AddressInfo | undefined;
+  /** The dashboard when `http.dashboard` is on (`trackBreaker` adds a breaker later). */
+  readonly dashboard: Dashboard | undefined;
 }
 
 /**
@@ -63,6 +78,14 @@ export async function runService(options: ServiceOptions): Promise<Service> {
   const logger = redactingLogger(options.logger ?? silentLogger);
   const signals = options.signals ?? ['SIGTERM', 'SIGINT'];
   const exitOnSignal = options.exitOnSignal ?? true;
+  const dashboardOption: unknown = options.http?.dashboard;
+  if (dashboardOption !== undefined && typeof dashboardOption !== 'boolean' && (typeof dashboardOption !== 'object' || dashboardOption === null)) {
+    throw new TypeError(`${owner}: option "http.dashboard" must be a boolean or an object of dashboard options, got ${String(dashboardOption)}`);
+  }
+  // Made before anything starts, so that bad dashboard options throw before a consumer connects.
+  // It does nothing (no timer, no listener) until a page connects.
+  const dashboard: Dashboard | undefined =
+    options.http?.dashboard ? createDashboard({ ...(options.http.dashboard === true ? {} : options.http.dashboard), consumers: options.consumers, pools: options.pools ?? [] }) : undefined;
   const consumers = options.consumers;
   const failed = new Map<Consumer, unknown>();
   const unlog = consumers.map((c) => logConsumer(c, logger));
@@ -95,6 +118,7 @@ export async function runService(options: ServiceOptions): Promise<Service> {
     await Promise.all(consumers.filter((c) => !failed.has(c)).map((c) => c.stop({ timeoutMs: shutdownTimeoutMs })));
     await Promise.all((options.pools ?? []).map((p) => p.close({ drain: false })));
     unlog.forEach((off) => off());
+    dashboard?.close();
     for (const s of signals) process.off(s, onSignal);
     const [first] = failed.values();
     throw new AggregateError([...failed.values()], `${owner}: ${failed.size} of ${consumers.length} consumers failed to start: ${errorFields(first).error.message}`);
@@ -123,7 +147,15 @@ export async function runService(options: ServiceOptions): Promise<Service> {
   };
 
   let server: HealthServer | undefined;
-  if (options.http) server = await serveHealth({ ...options.http, health });
+  if (options.http) {
+    const { dashboard: _dashboard, ...http } = options.http;
+    try {
+      server = await serveHealth({ ...http, health, ...(dashboard ? { dashboard } : {}) });
+    } catch (error) {
+      dashboard?.close();
+      throw error;
+    }
+  }
 
   let stopping: Promise<ServiceResult> | undefined;
   let resolveDone!: (r: ServiceResult) => void;
@@ -134,6 +166,7 @@ export async function runService(options: ServiceOptions): Promise<Service> {
       logger.info({ reason, shutdownTimeoutMs }, 'draining');
       const stops = await Promise.all(consumers.filter((c) => !failed.has(c)).map((c) => c.stop({ timeoutMs: shutdownTimeoutMs })));
       await Promise.all((options.pools ?? []).map((p) => p.close({ drain: true, timeoutMs: 1000 })));
+      dashboard?.close();
       await server?.close();
       for (const s of signals) process.off(s, onSignal);
       unlog.forEach((off) => off());
@@ -152,7 +185,7 @@ export async function runService(options: ServiceOptions): Promise<Service> {
       if (exitOnSignal) process.exit(r.exitCode);
     });
   if (earlySignal) stopOnSignal(earlySignal);
-  logger.info({ consumers: consumers.map((c) => c.name), http: server?.address }, 'service running');
+  logger.info({ consumers: consumers.map((c) => c.name), http: server?.address, dashboard: dashboard !== undefined }, 'service running');
 
-  return { health, stop, done, httpAddress: server?.address };
+  return { health, stop, done, httpAddress: server?.address, dashboard };
 }
