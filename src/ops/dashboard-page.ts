@@ -163,9 +163,13 @@ export const DASHBOARD_HTML = /* html */ `<!doctype html>
       var d = '', pen = false, run = 0;
       // A point with no neighbour on its line becomes a dot (a zero-length segment with round caps).
       var end = function () { if (run === 1) d += 'h0.01'; run = 0; };
+      var last = -Infinity;
       points.forEach(function (p) {
         if (p.t < from) return;
         var v = s.get(p);
+        // No line across the time nobody watched (no samples were taken then).
+        if (p.t - last > 3 * conf.intervalMs) { end(); pen = false; }
+        last = p.t;
         if (v == null) { end(); pen = false; return; }
         d += (pen ? 'L' : 'M') + x(p.t).toFixed(1) + ' ' + y(v).toFixed(1);
         pen = true; run++;
