@@ -1,20 +1,39 @@
-import { connect, type ConnectionOptions, type NatsConnection } from 'nats';
 import { objectOption, redactError, redactText, stringOption, type SourceEvent } from '../../src/adapter/index.js';
+import {
+  appDependencies,
+  chooseGeneration,
+  generationOption,
+  isNatsConnection,
+  loadClient,
+  type NatsClient,
+  type NatsClientGeneration,
+  type NatsConnectOptions,
+  type NatsConnection,
+} from './client.js';
 
 /** How an adapter gets its NATS connection: made from `servers` (owned), or given (borrowed). */
 export interface NatsConnectionOptions {
   /** `nats://user:pass@host:4222`, or several. One of `servers` / `connection`. */
   servers?: string | string[];
   /** Passed to `connect()`: `user`/`pass`, `token`, `authenticator` (nkeys, creds), `tls`, `name`, reconnect settings. */
-  connectOptions?: Omit<ConnectionOptions, 'servers'>;
-  /** A connection you own: sluice never closes or drains it. */
+  connectOptions?: NatsConnectOptions;
+  /** A connection you own, from `nats` 2.x or `@nats-io/transport-node` 3.x: sluice never closes or drains it. */
   connection?: NatsConnection;
+  /**
+   * Which NATS client makes the connection from `servers`: 'v2' (`nats`) or 'v3'
+   * (`@nats-io/transport-node` + `@nats-io/jetstream`). Default: `SLUICE_NATS_CLIENT`, else the
+   * one your package.json depends on, else whichever is installed (`nats` first). With
+   * `connection`, the connection's own generation is used.
+   */
+  client?: NatsClientGeneration;
 }
 
 export interface ResolvedConnection {
   servers: string[] | undefined;
-  connectOptions: Omit<ConnectionOptions, 'servers'>;
+  connectOptions: NatsConnectOptions;
   connection: NatsConnection | undefined;
+  /** The generation to load; undefined: whichever is installed, `nats` first. */
+  generation: NatsClientGeneration | undefined;
   /** For errors and events, passwords removed. */
   where: string;
 }
@@ -24,26 +43,47 @@ export function resolveConnection(owner: string, o: NatsConnectionOptions): Reso
     throw new TypeError(`${owner}: give exactly one of option "servers" or option "connection"`);
   }
   const servers = o.servers === undefined ? undefined : (Array.isArray(o.servers) ? o.servers : [o.servers]).map((s, i) => stringOption(owner, `servers[${i}]`, s));
-  if (o.connection !== undefined && typeof (o.connection as { jetstream?: unknown }).jetstream !== 'function') {
-    throw new TypeError(`${owner}: option "connection" must be a NatsConnection (from nats' connect())`);
+  if (o.connection !== undefined && !isNatsConnection(o.connection)) {
+    throw new TypeError(`${owner}: option "connection" must be a NatsConnection (from connect() of nats or @nats-io/transport-node)`);
   }
-  const connectOptions = o.connectOptions === undefined ? {} : (objectOption(owner, 'connectOptions', o.connectOptions) as ResolvedConnection['connectOptions']);
-  return { servers, connectOptions, connection: o.connection, where: servers ? servers.map(redactText).join(',') : 'the given connection' };
+  const connectOptions = o.connectOptions === undefined ? {} : (objectOption(owner, 'connectOptions', o.connectOptions) as NatsConnectOptions);
+  const generation = chooseGeneration(owner, {
+    connection: o.connection,
+    client: generationOption(owner, o.client),
+    env: process.env.SLUICE_NATS_CLIENT,
+    appDependencies,
+  });
+  return { servers, connectOptions, connection: o.connection, generation, where: servers ? servers.map(redactText).join(',') : 'the given connection' };
+}
+
+/** The client package(s) for this connection: a missing one is an error naming what to install, before any connect attempt. */
+export async function clientFor(owner: string, c: ResolvedConnection): Promise<NatsClient> {
+  try {
+    return await loadClient(c.generation);
+  } catch (cause) {
+    throw new Error(`${owner}: ${redactError(cause)}`, { cause });
+  }
 }
 
 /**
  * Connects (or borrows). The client reconnects by itself for as long as the consumer runs
  * (`maxReconnectAttempts: -1` unless told otherwise); the first connect fails fast and clearly.
  */
-export async function openConnection(c: ResolvedConnection, name: string): Promise<{ nc: NatsConnection; owned: boolean }> {
+export async function openConnection(c: ResolvedConnection, name: string, client: NatsClient): Promise<{ nc: NatsConnection; owned: boolean }> {
   if (c.connection) return { nc: c.connection, owned: false };
   try {
-    const nc = await connect({ name, maxReconnectAttempts: -1, reconnectTimeWait: 250, ...c.connectOptions, servers: c.servers });
+    const nc = await client.connect({ name, maxReconnectAttempts: -1, reconnectTimeWait: 250, ...c.connectOptions, servers: c.servers });
     return { nc, owned: true };
   } catch (cause) {
     const reason = redactError(cause);
     throw new Error(`NATS at ${c.where} unreachable: ${reason}`, { cause });
   }
+}
+
+/** A status event's detail in either generation: 2.x puts it in `data`, 3.x in `server` or `error`. */
+function statusDetail(s: { type: string; data?: unknown; server?: unknown; error?: unknown }): string {
+  const value = s.data ?? s.server ?? (s.error instanceof Error ? s.error.message : s.error);
+  return value === undefined || value === null || typeof value === 'object' ? '' : String(value);
 }
 
 /**
@@ -59,7 +99,8 @@ export function watchStatus(
   void (async () => {
     let reconnects = 0;
     for await (const s of nc.status()) {
-      const detail = `NATS ${s.type}${s.data ? `: ${redactText(String(s.data))}` : ''}`;
+      const data = statusDetail(s);
+      const detail = `NATS ${s.type}${data ? `: ${redactText(data)}` : ''}`;
       if (s.type === 'disconnect') report({ type: 'disconnected', detail });
       else if (s.type === 'reconnect') report({ type: 'recovered', detail, attempts: ++reconnects });
       else if (s.type === 'error') report({ type: 'error', error: new Error(detail), detail: 'nats status' });

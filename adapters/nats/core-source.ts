@@ -1,6 +1,6 @@
-import type { JetStreamClient, Msg, NatsConnection, Subscription } from 'nats';
+import type { JetStreamClient, Msg, NatsClient, NatsClientGeneration, NatsConnection, Subscription } from './client.js';
 import { connectAtStart, deadLetterHeaders, Message, type DeadLetterInfo, type Delivery, type ResolvedRecovery, type Source, type SourceCapabilities, type SourceContext } from '../../src/adapter/index.js';
-import { openConnection, watchStatus, type ResolvedConnection } from './connection.js';
+import { clientFor, openConnection, watchStatus, type ResolvedConnection } from './connection.js';
 import { fromNatsHeaders, toNatsHeaders } from './message.js';
 
 export interface ResolvedCoreOptions {
@@ -12,8 +12,8 @@ export interface ResolvedCoreOptions {
 }
 
 /** The error a requester gets, as NATS services (nats.js `services`) send it. */
-function errorReply(msg: Msg, code: number, description: string): void {
-  msg.respond(new Uint8Array(), { headers: toNatsHeaders({ 'Nats-Service-Error': description, 'Nats-Service-Error-Code': String(code) }) });
+function errorReply(client: NatsClient, msg: Msg, code: number, description: string): void {
+  msg.respond(new Uint8Array(), { headers: toNatsHeaders(client, { 'Nats-Service-Error': description, 'Nats-Service-Error-Code': String(code) }) });
 }
 
 /**
@@ -25,6 +25,7 @@ export class CoreSource implements Source {
   readonly capabilities: SourceCapabilities;
   #ctx!: SourceContext;
   #nc: NatsConnection | undefined;
+  #client!: NatsClient;
   #owned = false;
   #subscription: Subscription | undefined;
   /** Set when a JetStream stream captures the dead-letter subject: dead letters then wait for its PubAck. */
@@ -38,9 +39,15 @@ export class CoreSource implements Source {
     this.capabilities = { delayedRetry: false, redelivery: false, pause: o.queueGroup !== undefined };
   }
 
+  /** The NATS client generation in use once started: 'v2' (`nats`) or 'v3' (`@nats-io/*`). */
+  get client(): NatsClientGeneration | undefined {
+    return (this.#client as NatsClient | undefined)?.generation;
+  }
+
   async start(ctx: SourceContext): Promise<void> {
     this.#ctx = ctx;
-    const opened = await connectAtStart(this, this.o.connection.where, this.o.recovery, ctx, () => openConnection(this.o.connection, this.name));
+    const client = (this.#client = await clientFor(this.name, this.o.connection));
+    const opened = await connectAtStart(this, this.o.connection.where, this.o.recovery, ctx, () => openConnection(this.o.connection, this.name, client));
     this.#nc = opened.nc;
     this.#owned = opened.owned;
     watchStatus(opened.nc, (event) => ctx.report(event));
@@ -54,11 +61,11 @@ export class CoreSource implements Source {
   /** A JetStream client when some stream captures `subject` (then its publish can be confirmed by a PubAck). */
   async #streamCapturing(subject: string): Promise<JetStreamClient | undefined> {
     try {
-      const jsm = await this.#nc!.jetstreamManager();
+      const jsm = await this.#client.jetstreamManager(this.#nc!);
       await jsm.streams.find(subject);
-      return this.#nc!.jetstream();
+      return await this.#client.jetstream(this.#nc!);
     } catch {
-      return undefined; // no stream captures it, or no JetStream on this server
+      return undefined; // no stream captures it, no JetStream on this server (or, on 3.x, no @nats-io/jetstream installed)
     }
   }
 
@@ -103,7 +110,7 @@ export class CoreSource implements Source {
 
   /** A request gets a 503 the requester can back off on and retry; a plain message is dropped and counted. */
   refuse(msg: Msg): void {
-    if (msg.reply) errorReply(msg, 503, 'overloaded');
+    if (msg.reply) errorReply(this.#client, msg, 503, 'overloaded');
     else this.dropped++;
   }
 
@@ -111,11 +118,16 @@ export class CoreSource implements Source {
   async publishDeadLetter(data: Uint8Array, headers: Record<string, string>, msgID: string): Promise<void> {
     const subject = this.o.deadLetterSubject!;
     if (this.#deadLetterJs) {
-      await this.#deadLetterJs.publish(subject, data, { headers: toNatsHeaders(headers), msgID });
+      await this.#deadLetterJs.publish(subject, data, { headers: toNatsHeaders(this.#client, headers), msgID });
       return;
     }
-    this.#nc!.publish(subject, data, { headers: toNatsHeaders(headers) });
+    this.#nc!.publish(subject, data, { headers: toNatsHeaders(this.#client, headers) });
     await this.#nc!.flush();
+  }
+
+  /** Answers a request with a service error (its headers made by the connection's client). */
+  errorReply(msg: Msg, code: number, description: string): void {
+    errorReply(this.#client, msg, code, description);
   }
 
   get deadLetterSubject(): string | undefined {
@@ -162,7 +174,7 @@ class CoreDelivery implements Delivery<Msg> {
     const msg = this.msg;
     if (msg.reply && !this.#answered) {
       this.#answered = true;
-      errorReply(msg, 500, info.error.message);
+      this.source.errorReply(msg, 500, info.error.message);
     }
     if (this.source.deadLetterSubject) {
       const headers = deadLetterHeaders(this.message, info);

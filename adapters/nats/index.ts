@@ -1,4 +1,5 @@
-import type { JsMsg, Msg } from 'nats';
+import type { Msg } from './client.js';
+import type { JsMsg } from './jsmsg.js';
 import { Consumer } from '../../src/consumer.js';
 import { CoreSource } from './core-source.js';
 import { JetStreamSource } from './jetstream-source.js';
@@ -10,6 +11,8 @@ export { natsPublisher, type NatsPublisher, type NatsPublishOptions } from './pu
 export { JetStreamSource, type JetStreamSourceStatus } from './jetstream-source.js';
 export { CoreSource } from './core-source.js';
 export type { JsMsg, Msg };
+export type { DeliveryInfo } from './jsmsg.js';
+export type { ConsumerConfig, MsgHdrs, NatsClientGeneration, NatsConnectOptions, NatsConnection, PubAck } from './client.js';
 
 /**
  * A JetStream durable pull consumer through a bounded pool: at least once, pulls sized by the

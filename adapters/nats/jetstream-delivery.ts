@@ -1,4 +1,5 @@
-import type { JetStreamClient, JsMsg } from 'nats';
+import type { JetStreamClient, NatsClient } from './client.js';
+import type { JsMsg } from './jsmsg.js';
 import { deadLetterHeaders, Message, type DeadLetterInfo, type Delivery } from '../../src/adapter/index.js';
 import { fromNatsHeaders, toNatsHeaders } from './message.js';
 
@@ -6,6 +7,8 @@ export interface JetStreamScope {
   stream: string;
   deadLetterSubject: string;
   js: JetStreamClient;
+  /** The client generation the connection belongs to (its headers). */
+  client: NatsClient;
   /**
    * Which binding of the durable this source is on: it changes when the durable had to be
    * created again (deleted under us). Acks of an older binding can no longer do any good.
@@ -93,7 +96,7 @@ export class JetStreamDelivery implements Delivery<JsMsg> {
     // refused publish (no stream captures the subject, the stream is full) throws and leaves the
     // message untouched: the runtime decides what comes next.
     await this.scope.js.publish(this.scope.deadLetterSubject, this.msg.data, {
-      headers: toNatsHeaders(headers),
+      headers: toNatsHeaders(this.scope.client, headers),
       msgID: `dlq:${this.msg.info.stream}:${this.msg.info.streamSequence}`,
     });
     this.msg.term();

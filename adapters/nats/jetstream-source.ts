@@ -1,9 +1,9 @@
-import { AckPolicy, DeliverPolicy, createInbox, nanos, type ConsumerConfig, type JetStreamClient, type JetStreamManager, type JsMsg, type Msg, type NatsConnection, type Subscription } from 'nats';
-// The pull protocol is driven here (see JetStreamSource); the client's own wrapper turns a pulled
-// message into a JsMsg with ack/nak/working/term. Not re-exported by the package's entry.
-import { toJsMsg } from 'nats/lib/jetstream/jsmsg.js';
+import { nanos, type ConsumerConfig, type JetStreamClient, type JetStreamManager, type Msg, type NatsClient, type NatsClientGeneration, type NatsConnection, type Subscription } from './client.js';
+// The pull protocol is driven here (see JetStreamSource); a pulled message becomes a JsMsg with
+// ack/nak/working/term by the adapter's own wrapper, the same for both client generations.
+import { PulledJsMsg, type JsMsg } from './jsmsg.js';
 import { abortableDelay, connectAtStart, redactError, withBackoff, type ResolvedRecovery, type Source, type SourceCapabilities, type SourceContext } from '../../src/adapter/index.js';
-import { openConnection, watchStatus, type ResolvedConnection } from './connection.js';
+import { clientFor, openConnection, watchStatus, type ResolvedConnection } from './connection.js';
 import { JetStreamDelivery, type JetStreamScope } from './jetstream-delivery.js';
 
 export interface ResolvedJetStreamOptions {
@@ -53,6 +53,7 @@ export class JetStreamSource implements Source {
   readonly capabilities: SourceCapabilities = { delayedRetry: true, redelivery: true, pause: true };
   #ctx!: SourceContext;
   #nc: NatsConnection | undefined;
+  #client!: NatsClient;
   #owned = false;
   #js!: JetStreamClient;
   #jsm: JetStreamManager | undefined;
@@ -99,6 +100,9 @@ export class JetStreamSource implements Source {
    */
   #acks: JsMsg[] = [];
 
+  /** For `msg.raw.ackAck()`: a request on this source's connection. */
+  readonly #ackRequest = (subject: string, payload: Uint8Array, timeoutMs: number): Promise<unknown> => this.#nc!.request(subject, payload, { timeout: timeoutMs });
+
   constructor(private readonly o: ResolvedJetStreamOptions) {
     this.name = `nats:${o.stream}/${o.durable}`;
     this.#pullSubject = `$JS.API.CONSUMER.MSG.NEXT.${o.stream}.${o.durable}`;
@@ -111,6 +115,7 @@ export class JetStreamSource implements Source {
       stream: o.stream,
       deadLetterSubject: o.deadLetterSubject,
       js: undefined as never,
+      client: undefined as never,
       epoch: 0,
       closed: () => this.#nc?.isClosed() ?? false,
       ack: (msg) => {
@@ -124,6 +129,11 @@ export class JetStreamSource implements Source {
     };
   }
 
+  /** The NATS client generation in use once started: 'v2' (`nats`) or 'v3' (`@nats-io/*`). */
+  get client(): NatsClientGeneration | undefined {
+    return (this.#client as NatsClient | undefined)?.generation;
+  }
+
   /** What the adapter holds now: pulls open at the server, messages held back (paused or refused), messages in the runtime. */
   status(): JetStreamSourceStatus {
     return { outstanding: this.#outstanding, openPulls: this.#requests.length, held: this.#held.length, live: this.#live.size - this.#held.length };
@@ -131,11 +141,19 @@ export class JetStreamSource implements Source {
 
   async start(ctx: SourceContext): Promise<void> {
     this.#ctx = ctx;
-    const { nc, owned } = await connectAtStart(this, this.o.connection.where, this.o.recovery, ctx, () => openConnection(this.o.connection, this.name));
+    const client = await clientFor(this.name, this.o.connection);
+    const { nc, owned } = await connectAtStart(this, this.o.connection.where, this.o.recovery, ctx, () => openConnection(this.o.connection, this.name, client));
     this.#nc = nc;
     this.#owned = owned;
-    this.#js = nc.jetstream();
-    this.#scope.js = this.#js;
+    this.#client = client;
+    try {
+      this.#js = await client.jetstream(nc);
+      this.#scope.js = this.#js;
+      this.#scope.client = client;
+    } catch (error) {
+      if (owned) await nc.close().catch(() => {});
+      throw new Error(`${this.name}: ${redactError(error)}`, { cause: error });
+    }
     try {
       await withBackoff(() => this.#bindConsumer(), {
         policy: { maxAttempts: this.o.recovery.startAttempts, delayMs: (n) => this.o.recovery.backoff.delayMs(n) },
@@ -155,7 +173,7 @@ export class JetStreamSource implements Source {
       );
     }
     watchStatus(nc, (event) => ctx.report(event), (type) => this.#onStatusChange(type));
-    this.#inbox = createInbox((nc as { options?: { inboxPrefix?: string } }).options?.inboxPrefix);
+    this.#inbox = client.createInbox((nc as { options?: { inboxPrefix?: string } }).options?.inboxPrefix);
     this.#sub = nc.subscribe(this.#inbox, { callback: (error, msg) => this.#onInbox(error, msg) });
     this.#lastActivity = Date.now();
     this.#monitor = setInterval(() => this.#checkHeartbeats(), this.#heartbeatMs);
@@ -206,7 +224,7 @@ export class JetStreamSource implements Source {
 
   /** Finds (or creates, or updates) the durable; the errors name the stream and durable. */
   async #bindConsumer(): Promise<void> {
-    const jsm = (this.#jsm ??= await this.#nc!.jetstreamManager());
+    const jsm = (this.#jsm ??= await this.#client.jetstreamManager(this.#nc!));
     const { stream, durable, consumerConfig } = this.o;
     try {
       await jsm.streams.info(stream);
@@ -215,11 +233,11 @@ export class JetStreamSource implements Source {
     }
     if (consumerConfig) {
       const config: Partial<ConsumerConfig> = {
-        deliver_policy: DeliverPolicy.All,
+        deliver_policy: 'all',
         ack_wait: nanos(30_000),
         ...consumerConfig,
         durable_name: durable,
-        ack_policy: AckPolicy.Explicit,
+        ack_policy: 'explicit',
         // sluice decides when a message is dead: the server must not stop delivering first.
         max_deliver: -1,
         max_ack_pending: Math.max(consumerConfig.max_ack_pending ?? 0, this.o.credit),
@@ -254,7 +272,7 @@ export class JetStreamSource implements Source {
     // Statuses (heartbeats, expiry, errors) come on the inbox itself; messages keep their subject.
     if (msg.subject === this.#inbox) return this.#onPullStatus(msg);
     this.#delivered();
-    const jsMsg = toJsMsg(msg, 5000);
+    const jsMsg = new PulledJsMsg(msg, this.#ackRequest);
     this.#live.set(jsMsg, performance.now());
     this.#keepAlive ??= setInterval(this.#keepWorking, Math.max(100, this.#ackWaitMs / 3));
     if (this.#paused || this.#held.length > 0) this.#held.push(jsMsg);

@@ -1,5 +1,5 @@
-import { headers as natsHeaders, type MsgHdrs } from 'nats';
 import type { Headers } from '../../src/message.js';
+import type { MsgHdrs, NatsClient } from './client.js';
 
 /** NATS headers as the broker-neutral record (first value of each key). */
 export function fromNatsHeaders(h: MsgHdrs | undefined): Headers {
@@ -9,8 +9,9 @@ export function fromNatsHeaders(h: MsgHdrs | undefined): Headers {
   return out;
 }
 
-export function toNatsHeaders(record: Record<string, string>): MsgHdrs {
-  const h = natsHeaders();
+/** Headers of the connection's own client generation (a connection encodes only its own kind). */
+export function toNatsHeaders(client: NatsClient, record: Record<string, string>): MsgHdrs {
+  const h = client.headers();
   for (const [key, value] of Object.entries(record)) h.set(key, value);
   return h;
 }

@@ -1,4 +1,5 @@
-import type { ConsumerConfig, JsMsg, Msg } from 'nats';
+import type { ConsumerConfig, Msg } from './client.js';
+import type { JsMsg } from './jsmsg.js';
 import { consumerCredit, integerOption, objectOption, poolCapacity, resolveRecovery, stringOption, type ConsumerOptions, type RecoveryOptions } from '../../src/adapter/index.js';
 import { resolveConnection, type NatsConnectionOptions } from './connection.js';
 import type { ResolvedJetStreamOptions } from './jetstream-source.js';

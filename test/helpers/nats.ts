@@ -1,8 +1,49 @@
-/** NATS test fixtures: unique streams (with a dead-letter stream), a publisher, consumer info. */
+/**
+ * NATS test fixtures: unique streams (with a dead-letter stream), a publisher, consumer info, on
+ * the client generation of this run: `SLUICE_NATS_CLIENT=v2|v3` (default v2), the same variable
+ * the adapter reads, so a consumer given `servers` and one given the fixture's connection both
+ * run on it. The fixture's objects are typed as `nats` 2.x ones; the 3.x ones have the same API
+ * for everything the tests call.
+ */
 import { randomUUID } from 'node:crypto';
-import { connect, type JetStreamManager, type NatsConnection } from 'nats';
+import type { ConnectionOptions, JetStreamClient, JetStreamManager, MsgHdrs, NatsConnection } from 'nats';
 import { natsPublisher, type NatsPublisher } from '../../adapters/nats/index.js';
 import { natsUrl } from './brokers.js';
+
+/** The NATS client generation this test run uses. */
+export const natsClient: 'v2' | 'v3' = (() => {
+  const env = process.env.SLUICE_NATS_CLIENT;
+  if (env === undefined || env === '' || env === 'v2') return 'v2';
+  if (env === 'v3') return 'v3';
+  throw new Error(`SLUICE_NATS_CLIENT must be v2 or v3, got ${JSON.stringify(env)}`);
+})();
+
+/** connect() of this run's client generation. */
+export async function natsConnect(options: ConnectionOptions, generation = natsClient): Promise<NatsConnection> {
+  if (generation === 'v2') return (await import('nats')).connect(options);
+  const { connect } = await import('@nats-io/transport-node');
+  return (await connect(options as never)) as unknown as NatsConnection;
+}
+
+/** The JetStream manager of a connection, by its generation. */
+export async function natsJetStreamManager(nc: NatsConnection): Promise<JetStreamManager> {
+  if (typeof (nc as { jetstreamManager?: unknown }).jetstreamManager === 'function') return nc.jetstreamManager();
+  const { jetstreamManager } = await import('@nats-io/jetstream');
+  return (await jetstreamManager(nc as never)) as unknown as JetStreamManager;
+}
+
+/** A JetStream client of a connection, by its generation. */
+export async function natsJetStream(nc: NatsConnection): Promise<JetStreamClient> {
+  if (typeof (nc as { jetstream?: unknown }).jetstream === 'function') return nc.jetstream();
+  const { jetstream } = await import('@nats-io/jetstream');
+  return jetstream(nc as never) as unknown as JetStreamClient;
+}
+
+/** Empty headers of this run's generation (a connection encodes only its own kind). */
+export async function natsHeaders(generation = natsClient): Promise<MsgHdrs> {
+  if (generation === 'v2') return (await import('nats')).headers();
+  return (await import('@nats-io/transport-node')).headers() as unknown as MsgHdrs;
+}
 
 export interface NatsFixture {
   url: string;
@@ -18,8 +59,8 @@ export interface NatsFixture {
 
 export async function natsFixture(url?: string): Promise<NatsFixture> {
   const server = url ?? (await natsUrl());
-  const nc = await connect({ servers: server });
-  const jsm = await nc.jetstreamManager();
+  const nc = await natsConnect({ servers: server });
+  const jsm = await natsJetStreamManager(nc);
   const publisher = await natsPublisher({ connection: nc });
   const streams: string[] = [];
   return {

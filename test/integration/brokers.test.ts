@@ -5,9 +5,9 @@
 import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { connect as amqpConnect } from 'amqplib';
-import { connect as natsConnect, StringCodec } from 'nats';
 import { Kafka, logLevel } from 'kafkajs';
 import { kafkaBrokers, natsUrl, rabbitUrl } from '../helpers/brokers.js';
+import { natsClient, natsConnect, natsJetStream, natsJetStreamManager } from '../helpers/nats.js';
 
 const unique = (prefix: string) => `${prefix}-${randomUUID().slice(0, 8)}`;
 
@@ -41,10 +41,10 @@ describe('integration brokers', () => {
     }
   }, 240_000);
 
-  it('NATS: request/reply round trip and JetStream enabled', async () => {
+  it(`NATS (${natsClient} client): request/reply round trip and JetStream enabled`, async () => {
     const url = await natsUrl();
     const nc = await natsConnect({ servers: url, timeout: 5000 });
-    const sc = StringCodec();
+    const sc = { encode: (s: string) => new TextEncoder().encode(s), decode: (b: Uint8Array) => new TextDecoder().decode(b) };
     try {
       const subject = unique('sluice.smoke');
       const sub = nc.subscribe(subject, {
@@ -58,7 +58,7 @@ describe('integration brokers', () => {
       sub.unsubscribe();
 
       // JetStream: account info only answers when the server runs with -js.
-      const jsm = await nc.jetstreamManager();
+      const jsm = await natsJetStreamManager(nc);
       const account = await jsm.getAccountInfo();
       expect(account.limits).toBeDefined();
       expect(typeof account.streams).toBe('number');
@@ -67,7 +67,7 @@ describe('integration brokers', () => {
       const stream = unique('SLUICE_SMOKE').replace(/-/g, '_');
       await jsm.streams.add({ name: stream, subjects: [`${stream}.>`], max_msgs: 10 });
       try {
-        const ack = await nc.jetstream().publish(`${stream}.a`, sc.encode('stored'));
+        const ack = await (await natsJetStream(nc)).publish(`${stream}.a`, sc.encode('stored'));
         expect(ack.stream).toBe(stream);
         expect(ack.seq).toBe(1);
         const stored = await jsm.streams.getMessage(stream, { seq: 1 });

@@ -138,8 +138,9 @@ describe('natsConsumer (JetStream): a dead-letter destination that refuses', () 
       extraStreams.push(dlqStream);
       await nats.publisher.publish(dlqSubject, 'filler-1');
       await nats.publisher.publish(dlqSubject, 'filler-2');
-      const refused = await nats.publisher.publish(dlqSubject, 'one too many').then(() => undefined, (e: { api_error?: { description?: string } }) => e);
-      expect(refused?.api_error?.description).toMatch(/maximum messages exceeded/);
+      const refused = await nats.publisher.publish(dlqSubject, 'one too many').then(() => undefined, (e: Error & { api_error?: { description?: string } }) => e);
+      // nats 2.x: a NatsError with the server's api_error; 3.x: a JetStreamApiError whose message is its description.
+      expect(`${refused?.api_error?.description ?? ''} ${refused?.message}`).toMatch(/maximum messages exceeded/);
       return {
         dlqStream,
         accept: async () => {

@@ -6,7 +6,7 @@
  * brings every message, each handled exactly once. Conditions are polled (broker-side where
  * there is one), never slept on.
  */
-import { connect as natsConnect, type NatsConnection } from 'nats';
+import type { NatsConnection } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { KafkaConsumer } from '../../adapters/kafka/index.js';
 import { natsConsumer, natsSubscriber, type CoreSource, type JetStreamSource } from '../../adapters/nats/index.js';
@@ -16,7 +16,7 @@ import type { FlowGate, GateDecision } from '../../src/flow/gate.js';
 import type { Message } from '../../src/message.js';
 import { kafkaFixture, type KafkaFixture } from '../helpers/kafka.js';
 import { unique } from '../helpers/names.js';
-import { natsFixture, type NatsFixture } from '../helpers/nats.js';
+import { natsConnect, natsFixture, type NatsFixture } from '../helpers/nats.js';
 import { rabbitFixture, type RabbitFixture } from '../helpers/rabbit.js';
 import { tick, until } from '../helpers/wait.js';
 

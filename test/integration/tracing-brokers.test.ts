@@ -9,14 +9,13 @@ import { randomUUID } from 'node:crypto';
 import type { ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import { Kafka, logLevel } from 'kafkajs';
-import { headers as natsHeaders } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { kafkaConsumer, kafkaPublisher } from '../../adapters/kafka/index.js';
 import { natsConsumer, natsSubscriber } from '../../adapters/nats/index.js';
 import { rabbitConsumer } from '../../adapters/rabbitmq/index.js';
 import { injectTraceContext, otelMessagingMetrics, tracingMiddleware, type Consumer } from '../../src/index.js';
 import { kafkaBrokers } from '../helpers/brokers.js';
-import { natsFixture, unique, type NatsFixture } from '../helpers/nats.js';
+import { natsFixture, natsHeaders, unique, type NatsFixture } from '../helpers/nats.js';
 import { otelMetrics, type OtelMetrics } from '../helpers/otel-metrics.js';
 import { rabbitFixture, type RabbitFixture } from '../helpers/rabbit.js';
 import { expectChildOf, withTracing } from '../helpers/tracing.js';
@@ -270,7 +269,7 @@ describe('OpenTelemetry messaging conventions on the real brokers', () => {
         await consumer.start();
         try {
           const producer = await tracing.produce(`publish ${base}.eu`, async () => {
-            const h = natsHeaders();
+            const h = await natsHeaders();
             for (const [k, v] of Object.entries(await injectTraceContext({}))) h.set(k, v);
             h.set('Nats-Msg-Id', 'traced-c');
             nats.nc.publish(`${base}.eu`, new TextEncoder().encode('{"n":1}'), { headers: h });

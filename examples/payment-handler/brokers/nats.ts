@@ -12,7 +12,7 @@ export async function createDemoBroker(): Promise<DemoBroker> {
   const subject = stream.toLowerCase().replace(/_/g, '-');
   const deadLetterSubject = `${subject}.dlq`;
   const publisher = await natsPublisher({ servers: url });
-  const jsm = await publisher.connection.jetstreamManager();
+  const jsm = await publisher.jetstreamManager();
   await jsm.streams.add({ name: stream, subjects: [`${subject}.in`] });
   await jsm.streams.add({ name: `${stream}_DLQ`, subjects: [deadLetterSubject] });
   return {
