@@ -17,6 +17,8 @@ export type {
   OutgoingMessage,
 } from './driver.js';
 export { CONNECT_TIMEOUT_DEFAULT_MS } from './options.js';
+export { KafkajsDriver } from './drivers/kafkajs.js';
+export { PlatformaticDriver, PLATFORMATIC_MIN_NODE, type PlatformaticKafkaConfig } from './drivers/platformatic.js';
 export type { PauseReason } from './partition.js';
 export { kafkaPublisher, MESSAGE_ID_HEADER, type KafkaOutgoingMessage, type KafkaPublisher, type KafkaPublisherOptions, type KafkaPublishJsonOptions } from './publisher.js';
 export { ORIGIN_HEADERS } from './delivery.js';

@@ -3,6 +3,7 @@ import type { ConsumerOptions } from '../../src/consumer-options.js';
 import { integerOption, objectOption, oneOfOption, redactText, resolveRecovery, stringOption, type RecoveryOptions, type ResolvedRecovery } from '../../src/adapter/index.js';
 import type { KafkaDriver, KafkaMessageRecord } from './driver.js';
 import { KafkajsDriver } from './drivers/kafkajs.js';
+import { assertPlatformaticNode, PlatformaticDriver, type PlatformaticKafkaConfig } from './drivers/platformatic.js';
 
 /** What a handler gets as `msg.raw`: the message as the client read it (with kafkajs, its `KafkaMessage`) and where it was read. */
 export interface KafkaRecord {
@@ -13,9 +14,10 @@ export interface KafkaRecord {
 
 /**
  * The `kafka` option: a kafkajs `KafkaConfig` (optionally with `client: 'kafkajs'`) or a kafkajs
- * `Kafka` instance you own; or a driver instance (anything implementing `KafkaDriver`).
+ * `Kafka` instance you own; `{ client: 'platformatic', brokers, ... }` for @platformatic/kafka
+ * (Node >= 22.22); or a driver instance (anything implementing `KafkaDriver`).
  */
-export type KafkaClientOption = KafkaConfig | (KafkaConfig & { client: 'kafkajs' }) | Kafka | KafkaDriver;
+export type KafkaClientOption = KafkaConfig | (KafkaConfig & { client: 'kafkajs' }) | Kafka | PlatformaticKafkaConfig | KafkaDriver;
 
 export type KafkaOrdering = 'partition' | 'key' | 'unordered';
 
@@ -154,8 +156,16 @@ export function resolveKafka(owner: string, value: unknown): { driver: KafkaDriv
   if (value instanceof Kafka) return { driver: new KafkajsDriver(value), where: 'the given Kafka instance' };
   if (isDriver(value)) return { driver: value, where: `the given ${value.name} driver` };
   const { client = 'kafkajs', ...config } = objectOption(owner, 'kafka', value) as unknown as KafkaConfig & { client?: unknown };
-  if (client !== 'kafkajs') {
-    throw new TypeError(`${owner}: option "kafka.client" must be 'kafkajs', got ${JSON.stringify(client)}`);
+  if (client !== 'kafkajs' && client !== 'platformatic') {
+    throw new TypeError(`${owner}: option "kafka.client" must be 'kafkajs' or 'platformatic', got ${JSON.stringify(client)}`);
+  }
+  if (client === 'platformatic') {
+    assertPlatformaticNode(owner);
+    const brokers = (config as { brokers?: unknown }).brokers;
+    if (!Array.isArray(brokers) || brokers.length === 0 || brokers.some((b) => typeof b !== 'string' || b.length === 0)) {
+      throw new TypeError(`${owner}: option "kafka.brokers" must be a non-empty array of "host:port" strings, got ${redactText(JSON.stringify(brokers) ?? String(brokers))}`);
+    }
+    return { driver: new PlatformaticDriver({ ...config, client } as PlatformaticKafkaConfig), where: redactText((brokers as string[]).join(',')) };
   }
   const brokers = config.brokers;
   if (typeof brokers !== 'function') {

@@ -1,6 +1,27 @@
-/** Kafka test fixtures: fresh topics and groups, keyed bulk publishing, consumers with short timeouts, offsets, reading a topic back. */
+/**
+ * Kafka test fixtures: fresh topics and groups, keyed bulk publishing, consumers with short
+ * timeouts, offsets, reading a topic back, and what each consumer's driver was told and reported.
+ *
+ * The driver under test is SLUICE_KAFKA_DRIVER (`kafkajs`, the default, or `platformatic`, which
+ * needs Node >= 22.22): the fixture's consumers and publisher use it. The admin, readTopic's
+ * readers and offsets() use kafkajs either way (test infrastructure, not the code under test).
+ */
+import { EventEmitter } from 'node:events';
 import { Kafka, logLevel, type Admin } from 'kafkajs';
-import { kafkaConsumer, kafkaPublisher, type KafkaConsumer, type KafkaConsumerOptions, type KafkaPublisher } from '../../adapters/kafka/index.js';
+import {
+  kafkaConsumer,
+  kafkaPublisher,
+  type CommitOffset,
+  type DriverHandlers,
+  type GroupMember,
+  type JoinOptions,
+  type KafkaClientOption,
+  type KafkaConsumer,
+  type KafkaConsumerOptions,
+  type KafkaDriver,
+  type KafkaPublisher,
+} from '../../adapters/kafka/index.js';
+import { resolveKafka } from '../../adapters/kafka/options.js';
 import { kafkaBrokers } from './brokers.js';
 import { unique } from './names.js';
 import { until } from './wait.js';
@@ -22,8 +43,101 @@ export interface TopicRecord {
 /** kafkaConsumer options where the fixture has defaults for all but these. */
 export type FixtureConsumerOptions = Partial<KafkaConsumerOptions> & Pick<KafkaConsumerOptions, 'handler' | 'pool' | 'groupId' | 'topics'>;
 
+/** The Kafka driver the integration tests run on: SLUICE_KAFKA_DRIVER, `kafkajs` by default. */
+export const KAFKA_DRIVER: 'kafkajs' | 'platformatic' = process.env.SLUICE_KAFKA_DRIVER === 'platformatic' ? 'platformatic' : 'kafkajs';
+if (process.env.SLUICE_KAFKA_DRIVER !== undefined && !['kafkajs', 'platformatic'].includes(process.env.SLUICE_KAFKA_DRIVER)) {
+  throw new Error(`SLUICE_KAFKA_DRIVER must be kafkajs or platformatic, got ${JSON.stringify(process.env.SLUICE_KAFKA_DRIVER)}`);
+}
+
+/**
+ * The `kafka` option for the driver under test, with short retries: kafkajs `{ brokers, retry }`,
+ * or `{ client: 'platformatic', brokers, retries, retryDelay }`. `kafkajs` / `platformatic` add to it.
+ */
+export function kafkaClient(brokers: string[], extra: { kafkajs?: Record<string, unknown>; platformatic?: Record<string, unknown> } = {}): KafkaClientOption {
+  if (KAFKA_DRIVER === 'platformatic') return { client: 'platformatic', brokers, clientId: 'sluice-test', retries: 2, retryDelay: 100, ...extra.platformatic } as KafkaClientOption;
+  return { brokers, clientId: 'sluice-test', logLevel: logLevel.NOTHING, retry: { retries: 2, initialRetryTime: 100 }, ...extra.kafkajs } as KafkaClientOption;
+}
+
+/**
+ * What a consumer's driver was told and reported, through the driver port (the same on every
+ * driver): `assigned` (the whole assignment, after the adapter took it), `rebalancing`, `commit`
+ * (offsets the adapter commits, when it sends them), `batch` (a batch handed over: topic,
+ * partition, messages); `paused()`: the partitions the adapter has paused in the client now.
+ */
+export class DriverWatch extends EventEmitter<{
+  assigned: [Record<string, number[]>];
+  rebalancing: [];
+  commit: [CommitOffset[]];
+  batch: [string, number, number];
+}> {
+  readonly #paused = new Map<string, Set<number>>();
+
+  paused(): { topic: string; partitions: number[] }[] {
+    return [...this.#paused]
+      .filter(([, set]) => set.size > 0)
+      .map(([topic, set]) => ({ topic, partitions: [...set].sort((a, b) => a - b) }));
+  }
+
+  /** The driver, every member it makes reporting here. */
+  wrap(inner: KafkaDriver): KafkaDriver {
+    const watch = this;
+    return {
+      name: inner.name,
+      isRebalanceError: (error) => inner.isRebalanceError(error),
+      producer: (options) => inner.producer(options),
+      member(options: JoinOptions, handlers: DriverHandlers): GroupMember {
+        watch.#paused.clear();
+        const member = inner.member(options, {
+          batch: (payload) => {
+            watch.emit('batch', payload.batch.topic, payload.batch.partition, payload.batch.messages.length);
+            return handlers.batch(payload);
+          },
+          assigned: (assignment) => {
+            handlers.assigned(assignment);
+            watch.emit('assigned', assignment);
+          },
+          rebalancing: () => {
+            handlers.rebalancing();
+            watch.emit('rebalancing');
+          },
+          crashed: (error, restart) => handlers.crashed(error, restart),
+        });
+        const mark = (topic: string, partition: number, paused: boolean) => {
+          let set = watch.#paused.get(topic);
+          if (!set) watch.#paused.set(topic, (set = new Set()));
+          if (paused) set.add(partition);
+          else set.delete(partition);
+        };
+        return {
+          get client() {
+            return member.client;
+          },
+          connect: () => member.connect(),
+          run: () => member.run(),
+          pause(topic, partition) {
+            member.pause(topic, partition);
+            mark(topic, partition, true);
+          },
+          resume(topic, partition) {
+            member.resume(topic, partition);
+            mark(topic, partition, false);
+          },
+          seek: (topic, partition, offset) => member.seek(topic, partition, offset),
+          commit(offsets) {
+            watch.emit('commit', offsets);
+            return member.commit(offsets);
+          },
+          leave: () => member.leave(),
+        };
+      },
+    };
+  }
+}
+
 export interface KafkaFixture {
   brokers: string[];
+  /** The driver the fixture's consumers and publisher use. */
+  driver: 'kafkajs' | 'platformatic';
   /** The kafkajs client of the admin, the publisher and readTopic's readers. */
   client: Kafka;
   admin: Admin;
@@ -39,6 +153,8 @@ export interface KafkaFixture {
    * heartbeat, commit and fetch-wait times (any of them overridable); stopped by close().
    */
   consumer(options: FixtureConsumerOptions): KafkaConsumer;
+  /** What the driver of a consumer made by consumer() was told and reported. */
+  watch(consumer: KafkaConsumer): DriverWatch;
   /** Committed offsets of a group per partition, and the log end offsets. */
   offsets(groupId: string, topic: string): Promise<{ committed: number[]; end: number[] }>;
   /** Every message of a topic (a dead-letter topic), read from the beginning with a plain kafkajs consumer once the topic holds `n`. */
@@ -60,8 +176,9 @@ export async function kafkaFixture(options: KafkaFixtureOptions = {}): Promise<K
   const client = new Kafka({ clientId: 'sluice-test', brokers, logLevel: logLevel.NOTHING });
   const admin = client.admin();
   await admin.connect();
-  const publisher = await kafkaPublisher({ kafka: client });
+  const publisher = await kafkaPublisher({ kafka: KAFKA_DRIVER === 'kafkajs' ? client : kafkaClient(brokers) });
   const consumers: KafkaConsumer[] = [];
+  const watches = new Map<KafkaConsumer, DriverWatch>();
   const topics: string[] = [];
   const groups: string[] = [];
   const group = (prefix = 'sluice-g') => {
@@ -71,6 +188,7 @@ export async function kafkaFixture(options: KafkaFixtureOptions = {}): Promise<K
   };
   return {
     brokers,
+    driver: KAFKA_DRIVER,
     client,
     admin,
     publisher,
@@ -99,17 +217,25 @@ export async function kafkaFixture(options: KafkaFixtureOptions = {}): Promise<K
       return sent;
     },
     consumer(consumerOptions) {
+      const watch = new DriverWatch();
+      const { driver } = resolveKafka('kafkaFixture', consumerOptions.kafka ?? kafkaClient(brokers));
       const c = kafkaConsumer({
-        kafka: { brokers, clientId: 'sluice-test', logLevel: logLevel.NOTHING, retry: { retries: 2, initialRetryTime: 100 } },
         fromBeginning: true,
         sessionTimeout: 10_000,
         heartbeatInterval: 1000,
         commitIntervalMs: 200,
         maxWaitTimeInMs: 100,
         ...consumerOptions,
+        kafka: watch.wrap(driver),
       });
       consumers.push(c);
+      watches.set(c, watch);
       return c;
+    },
+    watch(consumer) {
+      const watch = watches.get(consumer);
+      if (!watch) throw new Error('watch(): not a consumer made by this fixture');
+      return watch;
     },
     async offsets(groupId, topic) {
       const [fetched] = await admin.fetchOffsets({ groupId, topics: [topic] });

@@ -396,14 +396,10 @@ describe('batch handlers on a real Kafka', () => {
       }),
     });
     await c.start();
-    // Every commit kafkajs sends, with whether the stuck messages were released then.
+    // Every commit the adapter sends, with whether the stuck messages were released then.
     const commits: { partition: number; offset: number; released: boolean }[] = [];
-    const client = c.source.client!;
-    client.on(client.events.COMMIT_OFFSETS, ({ payload }) => {
-      for (const t of payload.topics) {
-        if (t.topic !== name) continue;
-        for (const p of t.partitions) commits.push({ partition: Number(p.partition), offset: Number(p.offset), released });
-      }
+    kafka.watch(c).on('commit', (offsets) => {
+      for (const p of offsets) if (p.topic === name) commits.push({ partition: p.partition, offset: p.offset, released });
     });
     await until(() => healthy.every((s) => succeeded.has(s.id)) && [...stuck].every((id) => log.where.has(id)), 'the healthy messages handled', 60_000);
     const stuckAt = (partition: number) => Math.min(...[...stuck].map((id) => log.where.get(id)!).filter((w) => w.partition === partition).map((w) => w.offset));

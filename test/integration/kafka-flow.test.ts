@@ -8,7 +8,7 @@ import { logLevel } from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { kafkaConsumer, ORIGIN_HEADERS, type KafkaConsumer, type KafkaRecord } from '../../adapters/kafka/index.js';
 import { DEAD_LETTER_HEADERS, PermanentError, WorkerPool, type Message } from '../../src/index.js';
-import { kafkaFixture, type KafkaFixture, type Sent } from '../helpers/kafka.js';
+import { KAFKA_DRIVER as kafka_driver, kafkaClient, kafkaFixture, type KafkaFixture, type Sent } from '../helpers/kafka.js';
 import { until } from '../helpers/wait.js';
 
 let kafka: KafkaFixture;
@@ -55,6 +55,10 @@ describe('kafkaConsumer on a real Kafka', () => {
       },
     });
     await c.start();
+    // The driver under test (SLUICE_KAFKA_DRIVER) is the one consuming.
+    expect(c.source.driver).toBe(kafka_driver);
+    const client = c.source.client as unknown as Record<string, unknown>;
+    expect(typeof client[kafka_driver === 'kafkajs' ? 'commitOffsets' : 'listCommittedOffsets']).toBe('function'); // kafkajs's consumer, or @platformatic/kafka's
     await until(() => handled.size === 20_000, '20,000 handled', 90_000);
     const stopped = await c.stop();
     expect(stopped.drained).toBe(true);
@@ -236,21 +240,19 @@ describe('kafkaConsumer on a real Kafka', () => {
       byMember[who]++;
     };
     const violations: string[] = [];
-    /** Every commit a member sends must be for partitions of its latest assignment (kafkajs's GROUP_JOIN). */
+    /** Every commit a member sends must be for partitions of its latest assignment (the driver's join). */
     const watch = (c: KafkaConsumer, who: string) => {
       const source = c.source;
-      const client = source.client!;
+      const driver = kafka.watch(c);
       // start() resolved after the first join: the adapter's partitions are that assignment.
       let owned = new Set(Object.keys(source.status().partitions).map((tp) => Number(tp.split('/').pop())));
       const joins: number[][] = [[...owned]];
-      client.on(client.events.GROUP_JOIN, ({ payload }) => {
-        owned = new Set(payload.memberAssignment[name] ?? []);
+      driver.on('assigned', (assignment) => {
+        owned = new Set(assignment[name] ?? []);
         joins.push([...owned]);
       });
-      client.on(client.events.COMMIT_OFFSETS, ({ payload }) => {
-        for (const t of payload.topics) {
-          for (const p of t.partitions) if (!owned.has(Number(p.partition))) violations.push(`${who} committed ${p.partition} owning ${[...owned]}`);
-        }
+      driver.on('commit', (offsets) => {
+        for (const p of offsets) if (!owned.has(p.partition)) violations.push(`${who} committed ${p.partition} owning ${[...owned]}`);
       });
       return joins;
     };
@@ -294,11 +296,11 @@ describe('kafkaConsumer on a real Kafka', () => {
       },
     });
     await c.start();
-    const client = c.source.client!;
+    const driver = kafka.watch(c);
     let joins = 0;
     let rebalances = 0;
-    client.on(client.events.GROUP_JOIN, () => joins++);
-    client.on(client.events.REBALANCING, () => rebalances++);
+    driver.on('assigned', () => joins++);
+    driver.on('rebalancing', () => rebalances++);
     await until(() => handled.size === 4, 'all 4 handled', 30_000);
     await c.stop();
     expect([...handled.values()]).toEqual([1, 1, 1, 1]);
@@ -401,7 +403,10 @@ describe('kafkaConsumer on a real Kafka', () => {
     // Unreachable: a clear error after the configured attempts, no hang, no password in it.
     const groupId = kafka.group();
     const unreachable = kafkaConsumer({
-      kafka: { brokers: ['127.0.0.1:1'], logLevel: logLevel.NOTHING, retry: { retries: 0 }, connectionTimeout: 500, sasl: { mechanism: 'plain', username: 'u', password: 's3cret-pw' } },
+      kafka:
+        kafka_driver === 'kafkajs'
+          ? { brokers: ['127.0.0.1:1'], logLevel: logLevel.NOTHING, retry: { retries: 0 }, connectionTimeout: 500, sasl: { mechanism: 'plain', username: 'u', password: 's3cret-pw' } }
+          : { client: 'platformatic', brokers: ['127.0.0.1:1'], retries: 0, connectTimeout: 500, sasl: { mechanism: 'PLAIN', username: 'u', password: 's3cret-pw' } },
       groupId,
       topics: ['t'],
       pool: { maxConcurrency: 1, maxQueueSize: 1 },
@@ -472,22 +477,47 @@ describe('kafkaConsumer on a real Kafka', () => {
     expect(dl!.headers[ORIGIN_HEADERS.offset]).toBe('1');
   }, 60_000);
 
-  it('connection cut mid-stream: kafkajs crashes and restarts, the adapter reports it and loses nothing', async () => {
+  it('connection cut mid-stream: the client loses every connection, the adapter reports it, the client recovers and nothing is lost', async () => {
     const name = await kafka.topic(3);
     const sent = await kafka.fill(name, 1500, 100);
     const sockets = new Set<Socket>();
     let refuse = false;
-    // Every connection of this consumer goes through here, so the test can cut them all.
+    // kafkajs: every connection of this consumer goes through its socketFactory, so the test can cut them all.
     const socketFactory = ({ host, port, onConnect }: { host: string; port: number; onConnect: () => void }) => {
       const socket = refuse ? connect({ host: '127.0.0.1', port: 1 }) : connect({ host, port }, onConnect);
       sockets.add(socket);
       socket.once('close', () => sockets.delete(socket));
       return socket;
     };
+    // @platformatic/kafka: every connection it makes is announced on its diagnostics channels;
+    // while refusing, a connection is cut as soon as its socket exists.
+    const unsubscribe: (() => void)[] = [];
+    if (kafka_driver === 'platformatic') {
+      const { instancesChannel, connectionsConnectsChannel } = await import('@platformatic/kafka');
+      const track = (socket: Socket | undefined) => {
+        if (!socket) return;
+        sockets.add(socket);
+        socket.once('close', () => sockets.delete(socket));
+      };
+      const onEnd = (ctx: { connection?: { socket?: Socket } }) => {
+        const socket = ctx.connection?.socket;
+        track(socket);
+        if (refuse) socket?.destroy(new Error('connection refused by the test'));
+      };
+      const handlers = { end: onEnd } as unknown as Parameters<typeof connectionsConnectsChannel.subscribe>[0];
+      connectionsConnectsChannel.subscribe(handlers);
+      unsubscribe.push(() => connectionsConnectsChannel.unsubscribe(handlers));
+      const onInstance = (message: unknown) => {
+        const { type, instance } = message as { type: string; instance: { socket?: Socket } };
+        if (type === 'connection') setImmediate(() => track(instance.socket));
+      };
+      instancesChannel.subscribe(onInstance);
+      unsubscribe.push(() => instancesChannel.unsubscribe(onInstance));
+    }
     const handled = new Map<string, number>();
     const groupId = kafka.group();
     const c = kafka.consumer({
-      kafka: { brokers: kafka.brokers, clientId: 'sluice-test', logLevel: logLevel.NOTHING, retry: { retries: 1, initialRetryTime: 100, maxRetryTime: 200 }, socketFactory },
+      kafka: kafkaClient(kafka.brokers, { kafkajs: { retry: { retries: 1, initialRetryTime: 100, maxRetryTime: 200 }, socketFactory }, platformatic: { retries: 1, retryDelay: 100 } }),
       groupId,
       topics: [name],
       pool: { maxConcurrency: 4, maxQueueSize: 8 },
@@ -508,6 +538,7 @@ describe('kafkaConsumer on a real Kafka', () => {
     await until(() => handled.size === 1500, 'all 1500 handled after the cut', 60_000);
     await until(() => connection.lastIndexOf('recovered') > connection.indexOf('disconnected'), 'recovered reported', 30_000);
     await c.stop();
+    for (const u of unsubscribe) u();
     expect(cut).toBeGreaterThan(0);
     expect([...handled.keys()].sort()).toEqual(sent.map((s) => s.id).sort());
     expect(c.health().ready).toBe(false); // stopped

@@ -128,9 +128,9 @@ describe('kafkaConsumer settlement on a real Kafka', () => {
     await a.start();
     ownedA = new Set(Object.keys(a.source.status().partitions).map((tp) => Number(tp.split('/').pop())));
     expect(ownedA.size).toBe(4);
-    // Registered after the adapter's own listener: by the time this runs, the revoked states are stale.
-    a.source.client!.on(a.source.client!.events.GROUP_JOIN, ({ payload }) => {
-      ownedA = new Set(payload.memberAssignment[name] ?? []);
+    // Called after the adapter took the assignment: by the time this runs, the revoked states are stale.
+    kafka.watch(a).on('assigned', (assignment) => {
+      ownedA = new Set(assignment[name] ?? []);
     });
     await until(() => poolA.status().pending >= 60, "A's pool queue deep", 30_000);
     const b = consumer({
