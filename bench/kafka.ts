@@ -4,10 +4,13 @@
  * (b) a 5 ms handler, 'key' ordering over many keys on a 3-partition topic, vs raw `eachMessage`
  *     with `partitionsConsumedConcurrently: 3` (the most kafkajs runs at once on 3 partitions).
  * Both clocks start at the first message received: joining the group is not what is compared.
+ * On Node >= 22.22 with @platformatic/kafka installed, the same rounds also run (a) and (b) on it:
+ * a raw @platformatic/kafka `MessagesStream` (autocommit, `for await`) and sluice on its driver
+ * (`kafka: { client: 'platformatic' }`), beside raw kafkajs.
  */
 import { randomUUID } from 'node:crypto';
 import { Kafka, logLevel, type Admin } from 'kafkajs';
-import { kafkaConsumer, kafkaPublisher } from '../adapters/kafka/index.js';
+import { kafkaConsumer, kafkaPublisher, type KafkaClientOption } from '../adapters/kafka/index.js';
 import { consumerRate, fmt, gc, mb, ratio, rssWhileConsuming, table } from './harness.js';
 
 const BROKERS = (process.env.KAFKA_BROKERS ?? '127.0.0.1:9092').split(',').map((b) => b.trim());
@@ -51,12 +54,35 @@ async function rawConsume(kafka: Kafka, topic: string, n: number, concurrency: n
   return rate;
 }
 
-function sluiceConsume(topic: string, n: number, work: () => Promise<void>, capacity = 64): Promise<number> {
+/** @platformatic/kafka runs on Node >= 22.22 only. */
+const PLATFORMATIC = (() => {
+  const [major = 0, minor = 0] = process.versions.node.split('.').map(Number);
+  return major > 22 || (major === 22 && minor >= 22);
+})();
+
+/** A raw @platformatic/kafka consumer: one `MessagesStream` (autocommit) read with `for await`, `work` awaited per message. */
+async function rawPlatformatic(topic: string, n: number, work: () => Promise<void>): Promise<number> {
+  const { Consumer } = await import('@platformatic/kafka');
+  const consumer = new Consumer({ clientId: 'sluice-bench', bootstrapBrokers: BROKERS, groupId: unique('bench-raw-plt'), maxWaitTime: 100 });
+  const stream = await consumer.consume({ topics: [topic], mode: 'earliest', autocommit: true });
+  let seen = 0;
+  let started = 0;
+  for await (const _ of stream) {
+    if (started === 0) started = performance.now();
+    await work();
+    if (++seen === n) break;
+  }
+  const rate = n / ((performance.now() - started) / 1000);
+  await consumer.close(true);
+  return rate;
+}
+
+function sluiceConsume(topic: string, n: number, work: () => Promise<void>, capacity = 64, kafka: KafkaClientOption = { brokers: BROKERS, logLevel: logLevel.NOTHING }): Promise<number> {
   return consumerRate(
     n,
     (handler) =>
       kafkaConsumer({
-        kafka: { brokers: BROKERS, logLevel: logLevel.NOTHING },
+        kafka,
         groupId: unique('bench-sluice'),
         topics: [topic],
         fromBeginning: true,
@@ -88,10 +114,17 @@ export async function run(): Promise<string> {
     // The same with a pool of 1024 + 1024: far more in flight than keys per partition, so
     // followers pile up past maxHeldPerPartition (256) and the batch loop waits for them.
     const wide: number[] = [];
+    const onPlatformatic: KafkaClientOption = { client: 'platformatic', brokers: BROKERS, clientId: 'sluice-bench' };
+    const rawPlt: number[] = [];
+    const oursPlt: number[] = [];
     for (let round = 0; round < 5; round++) {
       raw.push(await rawConsume(kafka, noop, N, 1, async () => {}));
       ours.push(await sluiceConsume(noop, N, async () => {}));
       wide.push(await sluiceConsume(noop, N, async () => {}, 1024));
+      if (PLATFORMATIC) {
+        rawPlt.push(await rawPlatformatic(noop, N, async () => {}));
+        oursPlt.push(await sluiceConsume(noop, N, async () => {}, 64, onPlatformatic));
+      }
     }
     const rawBest = Math.max(...raw);
     const oursBest = Math.max(...ours);
@@ -105,6 +138,8 @@ export async function run(): Promise<string> {
     const wait5 = () => new Promise<void>((r) => setTimeout(r, 5));
     const rawSlow = await rawConsume(kafka, slow, M, 3, wait5);
     const oursSlow = await sluiceConsume(slow, M, wait5);
+    const rawPltSlow = PLATFORMATIC ? await rawPlatformatic(slow, M, wait5) : 0;
+    const oursPltSlow = PLATFORMATIC ? await sluiceConsume(slow, M, wait5, 64, onPlatformatic) : 0;
 
     // (c) 100,000 waiting, a slow handler: resident memory must follow the pool and the per-partition
     // bound, not the backlog.
@@ -139,6 +174,20 @@ export async function run(): Promise<string> {
           [`RSS with 100,000 waiting, slow handler, pool 16 + 16: late / early sample (MB)`, `${mb(late)} / ${mb(early)}`, `start ${mb(before)}`, ratio(late, early), '≈ 1.00× (flat)'],
         ],
       ),
+      '',
+      PLATFORMATIC
+        ? [
+            `The same rounds on @platformatic/kafka 2.12 (Node ${process.version}): a raw \`MessagesStream\` (autocommit, \`for await\`: one message at a time) and sluice on its driver (\`kafka: { client: 'platformatic' }\`), beside raw kafkajs.`,
+            '',
+            table(
+              ['measure', 'sluice on platformatic', 'baseline', 'ratio', 'vs raw kafkajs'],
+              [
+                [`no-op handler, msgs/s (baseline: raw @platformatic/kafka MessagesStream), ${fmt(N)} messages`, fmt(Math.max(...oursPlt)), fmt(Math.max(...rawPlt)), ratio(Math.max(...oursPlt), Math.max(...rawPlt)), `${ratio(Math.max(...oursPlt), rawBest)} (raw platformatic ${ratio(Math.max(...rawPlt), rawBest)})`],
+                [`5 ms handler, 2,000 keys, msgs/s (baseline: raw MessagesStream, one at a time), ${fmt(M)} messages`, fmt(oursPltSlow), fmt(rawPltSlow), ratio(oursPltSlow, rawPltSlow), `${ratio(oursPltSlow, rawSlow)} (raw platformatic ${ratio(rawPltSlow, rawSlow)})`],
+              ],
+            ),
+          ].join('\n')
+        : `@platformatic/kafka rows: not measured (Node ${process.version}; the driver needs Node >= 22.22).`,
     ].join('\n');
   } finally {
     await admin.deleteTopics({ topics }).catch(() => {});
