@@ -67,7 +67,10 @@ export function unconnectedPublisher(driver: KafkaDriver, allowAutoTopicCreation
     return producer.send(topic, traced) as Promise<RecordMetadata[]>;
   };
   const publisher: KafkaPublisher = {
-    producer: producer.client,
+    // A getter: a driver may make its client only when it connects (@platformatic/kafka's does).
+    get producer() {
+      return producer.client;
+    },
     publish,
     publishJson(topic, body, o = {}) {
       const headers: Record<string, string> = { 'content-type': 'application/json', ...o.headers };
