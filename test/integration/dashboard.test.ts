@@ -21,8 +21,10 @@ const root = fileURLToPath(new URL('../../', import.meta.url));
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const shots = resolve(root, process.env.SLUICE_SCREENSHOTS ?? join(tmpdir(), 'sluice-dashboard-screenshots'));
 
-let browser: Browser;
-beforeAll(async () => {
+let browser: Browser | undefined;
+/** The browser, launched once; without Chromium each browser test fails (never skips) naming scripts/chromium. */
+async function theBrowser(): Promise<Browser> {
+  if (browser) return browser;
   if (!existsSync(CHROMIUM)) {
     throw new Error(
       `Chromium is not installed at ${CHROMIUM}: run scripts/chromium (it installs Debian's chromium with apt-get)` +
@@ -35,7 +37,8 @@ beforeAll(async () => {
     executablePath: CHROMIUM,
     args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
   });
-});
+  return browser;
+}
 afterAll(async () => {
   await browser?.close();
 });
@@ -54,7 +57,7 @@ declare const CSS: { escape(text: string): string };
 
 /** Opens the dashboard, collecting every console error, page error and failed request. */
 async function open(url: string): Promise<{ page: Page; problems: string[] }> {
-  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  const page = await (await theBrowser()).newPage({ viewport: { width: 1280, height: 900 } });
   const problems: string[] = [];
   page.on('console', (m) => {
     if (m.type() === 'error') problems.push(`console error: ${m.text()}`);
