@@ -8,7 +8,6 @@ export default defineConfig({
     pool: 'forks',
     // Two cores: integration files talk to real brokers; more workers only add contention.
     maxWorkers: 2,
-    minWorkers: 1,
     reporters: ['default'],
   },
 });

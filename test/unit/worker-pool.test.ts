@@ -1,5 +1,5 @@
 import { getEventListeners } from 'node:events';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi, type MockInstance } from 'vitest';
 import { PoolClosedError, TaskTimeoutError } from '../../src/errors.js';
 import type { PoolStatus, WorkerPoolOptions } from '../../src/pool/types.js';
 import { WorkerPool } from '../../src/pool/worker-pool.js';
@@ -121,7 +121,7 @@ const STATUS_KEYS = [
   'timedOut',
 ];
 
-let warnings: ReturnType<typeof vi.spyOn>;
+let warnings: MockInstance<typeof process.emitWarning>;
 beforeEach(() => {
   vi.useFakeTimers();
   // Throwing listeners are reported through process.emitWarning; keep the output quiet and observable.
