@@ -57,6 +57,7 @@ export async function prometheusMetrics(
   poolGauge('sluice_pool_held', 'Places held for messages gathering into batches.', (p) => p.status().held);
   poolGauge('sluice_pool_capacity', 'maxConcurrency + maxQueueSize.', (p) => p.status().maxConcurrency + p.status().maxQueueSize);
   poolGauge('sluice_pool_max_concurrency', 'maxConcurrency.', (p) => p.status().maxConcurrency);
+  poolGauge('sluice_pool_limit', 'How many may run now: maxConcurrency, or an adaptive pool\'s current limit.', (p) => p.limit);
   new client.Counter({
     name: 'sluice_pool_rejected_total',
     help: 'Submissions answered overloaded.',
