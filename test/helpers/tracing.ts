@@ -14,7 +14,7 @@ export interface Tracing {
 /** Installs OpenTelemetry globally for `fn`, and removes it after, whatever happens. */
 export async function withTracing(fn: (tracing: Tracing) => Promise<void>): Promise<void> {
   const exporter = new InMemorySpanExporter();
-  // sdk-trace-base ≥ 1.30 and 2.x take processors here; adding one through addSpanProcessor as well exported every span twice.
+  // sdk-trace-base 2.x takes span processors only here (addSpanProcessor is gone).
   const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
   trace.setGlobalTracerProvider(provider);
   context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
@@ -39,7 +39,7 @@ export async function withTracing(fn: (tracing: Tracing) => Promise<void>): Prom
 /** The consumer span is the producer span's child: same trace, parent = the producer span. */
 export function expectChildOf(span: ReadableSpan | undefined, producer: Span): void {
   expect(span).toBeDefined();
-  const parent = (span as unknown as { parentSpanId?: string }).parentSpanId ?? (span as unknown as { parentSpanContext?: { spanId: string } }).parentSpanContext?.spanId;
+  const parent = span!.parentSpanContext?.spanId; // 2.x: parentSpanContext (1.x had parentSpanId)
   expect(span!.spanContext().traceId).toBe(producer.spanContext().traceId);
   expect(parent).toBe(producer.spanContext().spanId);
 }

@@ -1,7 +1,7 @@
 import { context, propagation, SpanStatusCode, trace } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
-import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MemoryBroker, memoryConsumer } from '../../adapters/memory/index.js';
 import {
@@ -156,7 +156,7 @@ describe('operations: logging never shows a password', () => {
 
 describe('operations: tracing', () => {
   const exporter = new InMemorySpanExporter();
-  // sdk-trace-base ≥ 1.30 and 2.x take processors here (adding one through addSpanProcessor too exported every span twice).
+  // sdk-trace-base 2.x takes span processors only here (addSpanProcessor is gone).
   const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
   beforeAll(() => {
     trace.setGlobalTracerProvider(provider);
@@ -183,8 +183,8 @@ describe('operations: tracing', () => {
       middleware: [await tracingMiddleware({ system: 'memory' })],
       handler: async () => {
         const inner = tracer.startSpan('charge card');
-        innerParent = (inner as unknown as { parentSpanId?: string; parentSpanContext?: { spanId: string } }).parentSpanId
-          ?? (inner as unknown as { parentSpanContext?: { spanId: string } }).parentSpanContext?.spanId;
+        // The SDK's span is a ReadableSpan too; 2.x names its parent parentSpanContext (1.x had parentSpanId).
+        innerParent = (inner as unknown as ReadableSpan).parentSpanContext?.spanId;
         inner.end();
       },
     });
@@ -200,8 +200,7 @@ describe('operations: tracing', () => {
     expect(consumerSpan.attributes['messaging.operation']).toBeUndefined();
     expect(consumerSpan.attributes['error.type']).toBeUndefined();
     expect(consumerSpan.spanContext().traceId).toBe(producer.spanContext().traceId);
-    const parentOf = (s: unknown) => (s as { parentSpanId?: string }).parentSpanId ?? (s as { parentSpanContext?: { spanId: string } }).parentSpanContext?.spanId;
-    expect(parentOf(consumerSpan)).toBe(producer.spanContext().spanId);
+    expect(consumerSpan.parentSpanContext?.spanId).toBe(producer.spanContext().spanId);
     expect(innerParent).toBe(consumerSpan.spanContext().spanId);
     expect(consumerSpan.attributes).toMatchObject({
       'messaging.system': 'memory',
