@@ -271,7 +271,8 @@ describe('natsConsumer (JetStream) with a batchHandler', () => {
     const { stream, subject, dlq } = await nats.stream('batch-stop');
     const ids = await nats.fill(subject, 100, 'stop');
     const durable = 'interrupted';
-    const options = { servers: nats.url, stream, durable, deadLetter: { subject: dlq }, pool: { maxConcurrency: 2, maxQueueSize: 22 } };
+    // Short pulls: what is given back while stopping waits for the open ones to expire (docs/nats.md, Recovery and stop).
+    const options = { servers: nats.url, stream, durable, deadLetter: { subject: dlq }, pool: { maxConcurrency: 2, maxQueueSize: 22 }, pullExpiresMs: 2000 };
     const first = batchLog();
     let slow: BatchCall | undefined;
     let slowEnded = false;
