@@ -5,16 +5,18 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 
-const suites = ['pool', 'rabbitmq', 'kafka', 'nats', 'idle', 'flow'] as const;
+const suites = ['pool', 'rabbitmq', 'kafka', 'nats', 'idle', 'flow', 'batch'] as const;
 const only = process.argv.slice(2);
 const sections: string[] = [];
 
 for (const name of suites) {
   if (only.length > 0 && !only.includes(name)) continue;
-  if (!existsSync(new URL(`./${name}.ts`, import.meta.url))) continue;
+  // A suite is bench/<name>.ts, or a folder bench/<name>/ whose index.ts has its run().
+  const file = [`./${name}.ts`, `./${name}/index.ts`].find((f) => existsSync(new URL(f, import.meta.url)));
+  if (file === undefined) continue;
   console.error(`bench: ${name}…`);
   try {
-    const suite = (await import(`./${name}.js`)) as { run(): Promise<string> };
+    const suite = (await import(file.replace(/\.ts$/, '.js'))) as { run(): Promise<string> };
     sections.push(await suite.run());
   } catch (error) {
     // A broker that is not running makes its section say so; the others still run.
