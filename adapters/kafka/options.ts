@@ -1,4 +1,5 @@
-import { Kafka, logLevel, type KafkaConfig } from 'kafkajs';
+import { createRequire } from 'node:module';
+import type { Kafka, KafkaConfig } from 'kafkajs';
 import type { ConsumerOptions } from '../../src/consumer-options.js';
 import { integerOption, objectOption, oneOfOption, redactText, resolveRecovery, stringOption, type RecoveryOptions, type ResolvedRecovery } from '../../src/adapter/index.js';
 import type { KafkaDriver, KafkaMessageRecord } from './driver.js';
@@ -153,8 +154,10 @@ const isDriver = (value: unknown): value is KafkaDriver =>
  * sets it.
  */
 export function resolveKafka(owner: string, value: unknown): { driver: KafkaDriver; where: string } {
-  if (value instanceof Kafka) return { driver: new KafkajsDriver(value), where: 'the given Kafka instance' };
   if (isDriver(value)) return { driver: value, where: `the given ${value.name} driver` };
+  const platformatic = value !== null && typeof value === 'object' && (value as { client?: unknown }).client === 'platformatic';
+  const kafkajs = platformatic ? undefined : loadKafkajs(owner);
+  if (kafkajs !== undefined && value instanceof kafkajs.Kafka) return { driver: new KafkajsDriver(value), where: 'the given Kafka instance' };
   const { client = 'kafkajs', ...config } = objectOption(owner, 'kafka', value) as unknown as KafkaConfig & { client?: unknown };
   if (client !== 'kafkajs' && client !== 'platformatic') {
     throw new TypeError(`${owner}: option "kafka.client" must be 'kafkajs' or 'platformatic', got ${JSON.stringify(client)}`);
@@ -174,5 +177,17 @@ export function resolveKafka(owner: string, value: unknown): { driver: KafkaDriv
     }
   }
   const where = typeof brokers === 'function' ? 'brokers from a function' : redactText(brokers.join(','));
-  return { driver: new KafkajsDriver(new Kafka({ logLevel: logLevel.NOTHING, ...config })), where };
+  return { driver: new KafkajsDriver(new kafkajs!.Kafka({ logLevel: kafkajs!.logLevel.NOTHING, ...config })), where };
+}
+
+const requireFromHere = createRequire(import.meta.url);
+let kafkajsModule: typeof import('kafkajs') | undefined;
+
+/** kafkajs is loaded only for its driver: a consumer on @platformatic/kafka needs no kafkajs installed. */
+function loadKafkajs(owner: string): typeof import('kafkajs') {
+  try {
+    return (kafkajsModule ??= requireFromHere('kafkajs') as typeof import('kafkajs'));
+  } catch (cause) {
+    throw new Error(`${owner}: the kafkajs driver needs the optional peer dependency "kafkajs" (npm install kafkajs), or choose another: kafka: { client: 'platformatic', ... }`, { cause });
+  }
 }

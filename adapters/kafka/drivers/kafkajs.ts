@@ -3,7 +3,7 @@
  * and `eachBatchAutoResolve: false`, whose batch payload is the port's as it is (no copy per
  * batch or message), and an idempotent kafkajs producer.
  */
-import { Kafka, type Consumer, type Producer } from 'kafkajs';
+import type { Consumer, Kafka, Producer } from 'kafkajs';
 import type { CommitOffset, DriverHandlers, DriverProducer, GroupMember, JoinOptions, KafkaDriver, OutgoingMessage } from '../driver.js';
 
 /** Commit failures that only mean "the group moved on": the next owner reads from what was committed before. */
