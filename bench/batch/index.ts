@@ -26,15 +26,18 @@ const DEFAULT_N: Record<BrokerName, number> = { memory: 150_000, rabbitmq: 50_00
 const ROUNDS = Number(process.env.BATCH_ROUNDS ?? 5);
 const KAFKA_KEYS = Number(process.env.BATCH_KAFKA_KEYS ?? 10_000);
 const KINDS: readonly ContenderKind[] = ['single', 'batch', 'no-op'];
+/** Calls at once, in the pool and in the downstream (BATCH_CONCURRENCY; default 8). */
+const CONCURRENCY = Number(process.env.BATCH_CONCURRENCY ?? 8);
 
 export function drainConfig(n: number): DrainConfig {
   return {
     n,
-    maxConcurrency: 8,
-    // Room for 8 batches gathering or waiting for a slot while 8 run, so a slot that frees finds a
-    // full batch. (The broker's credit defaults to this capacity, plus 8 × 99 for a batch handler:
-    // a running batch's messages stay unacked in one slot.) The other contenders get the same pool.
-    maxQueueSize: 1600,
+    maxConcurrency: CONCURRENCY,
+    // Room for as many batches gathering or waiting for a slot as run, twice over, so a slot that
+    // frees finds a full batch. (The broker's credit defaults to this capacity, plus
+    // maxConcurrency × 99 for a batch handler: a running batch's messages stay unacked in one
+    // slot.) The other contenders get the same pool.
+    maxQueueSize: 200 * CONCURRENCY,
     batchSize: 100,
     // The drain's last partial batch waits this long; with a backlog every other batch is full.
     batchTimeoutMs: 50,
