@@ -1,8 +1,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Consumer } from '../consumer.js';
-import type { ConsumerState } from '../consumer-events.js';
+import type { ConsumerState, ConsumerStatus } from '../consumer-events.js';
 import type { CircuitBreaker, CircuitBreakerStatus } from '../flow/circuit-breaker.js';
-import type { AdaptiveLimitStatus } from '../pool/types.js';
+import type { AdaptiveLimitStatus, PoolStatus } from '../pool/types.js';
 import type { WorkerPool } from '../pool/worker-pool.js';
 import { redactText } from '../redact.js';
 import { integerOption, numberOption } from '../validate.js';
@@ -21,21 +21,11 @@ export interface DashboardOptions {
   errors?: number;
 }
 
-export interface DashboardPool {
-  name: string;
-  limit: number;
-  active: number;
-  pending: number;
-  held: number;
-  maxConcurrency: number;
-  maxQueueSize: number;
-  saturated: boolean;
-  closed: boolean;
-  completed: number;
-  failed: number;
-  rejected: number;
-  adaptive: AdaptiveLimitStatus | null;
-}
+/** A pool as the page shows it: its status' bounds and counts, under the name it is tracked by. */
+export type DashboardPool = Pick<
+  PoolStatus,
+  'limit' | 'active' | 'pending' | 'held' | 'maxConcurrency' | 'maxQueueSize' | 'saturated' | 'closed' | 'completed' | 'failed' | 'rejected'
+> & { name: string; adaptive: AdaptiveLimitStatus | null };
 
 export interface DashboardError {
   /** `Date.now()` when it happened. */
@@ -50,17 +40,8 @@ export interface DashboardError {
   next: string | null;
 }
 
-export interface DashboardCounters {
-  handled: number;
-  failed: number;
-  retried: number;
-  deadLettered: number;
-  givenBack: number;
-  overloaded: number;
-  gated: number;
-  deferred: number;
-  batches: number;
-}
+/** The consumer's counters the page turns into totals and rates (from `status()`). */
+export type DashboardCounters = Pick<ConsumerStatus, 'handled' | 'failed' | 'retried' | 'deadLettered' | 'givenBack' | 'overloaded' | 'gated' | 'deferred' | 'batches'>;
 
 export type DashboardRates = Record<'handled' | 'failed' | 'retried' | 'deadLettered' | 'givenBack' | 'overloaded' | 'gated' | 'batches', number>;
 
