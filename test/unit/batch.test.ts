@@ -1036,7 +1036,15 @@ describe('batch handler on an adaptive pool', () => {
       }),
     );
     const handled = events(consumer, 'handled');
-    await runUntil(consumer, (s) => s.handled === n, `all ${n} handled`, 25_000);
+    await consumer.start();
+    await until(() => consumer.status().handled === n, `all ${n} handled`, 25_000);
+    // The point is the bound while the limit moves: under a loaded machine the first 600 may not
+    // move it, so more come, 200 at a time, until it has moved (a hang guard, not a speed check).
+    for (let more = 0; limits.length === 0 && more < 10; more++) {
+      ids.push(...publishMany(broker, 'q', 200, `more${more}`, (i) => ({ k: i % 5 })));
+      await until(() => consumer.status().handled === ids.length, `all ${ids.length} handled`, 25_000);
+    }
+    await consumer.stop();
     await pool.close();
     expect(limits.length).toBeGreaterThan(0);
     expect(failedOnce.size).toBeGreaterThan(0);
