@@ -1,4 +1,4 @@
-import type { Entry, JobRunner } from './entry.js';
+import { jobSignal, type Entry, type JobRunner } from './entry.js';
 import type { BatchContext } from './handler.js';
 import type { Message } from './message.js';
 import type { FinishJob, PoolJob } from './pool/job.js';
@@ -48,10 +48,6 @@ export class Batch implements PoolJob {
     return this.runner.share;
   }
 
-  get size(): number {
-    return this.entries.length;
-  }
-
   start(signal: AbortSignal, finish: FinishJob): void {
     this.poolSignal = signal;
     this.finish = finish;
@@ -91,14 +87,7 @@ export class BatchCallContext implements BatchContext {
   }
 
   get signal(): AbortSignal {
-    const batch = this.#batch;
-    if (!batch.controller) {
-      batch.controller = new AbortController();
-      const poolSignal = batch.poolSignal;
-      const reason = batch.abortReason ?? (poolSignal?.aborted ? poolSignal.reason : undefined);
-      if (reason !== undefined) batch.controller.abort(reason);
-    }
-    return batch.controller.signal;
+    return jobSignal(this.#batch);
   }
 
   fail(message: Message, error: unknown): void {

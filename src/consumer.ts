@@ -277,17 +277,19 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
     }
     this.#inFlight.delete(entry);
     this.#gatesDone(delivery, SKIPPED);
-    if (result === 'closed') {
-      // A shared pool closed under a running consumer: refuse and stop pulling, no resume loop.
-      this.#refused(delivery, 'shutdown');
-      if (!this.#pauses.has('pool-closed')) {
-        this.emit('error', { error: new Error(`consumer "${this.name}": its pool is closed; consumption paused`), during: 'dispatch' });
-        void this.#pauses.pause('pool-closed');
-      }
-      return 'stopping';
-    }
+    if (result === 'closed') return this.#poolClosed(delivery);
     this.#overload(delivery);
     return 'overloaded';
+  }
+
+  /** A shared pool closed under a running consumer: refuse and stop pulling, no resume loop. */
+  #poolClosed(delivery: Delivery): 'stopping' {
+    this.#refused(delivery, 'shutdown');
+    if (!this.#pauses.has('pool-closed')) {
+      this.emit('error', { error: new Error(`consumer "${this.name}": its pool is closed; consumption paused`), during: 'dispatch' });
+      void this.#pauses.pause('pool-closed');
+    }
+    return 'stopping';
   }
 
   /** Without a per-message handler, a message goes straight into its batch, holding a place of the pool. */
@@ -296,14 +298,7 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
     const pool = this.#o.pool;
     if (!pool[HOLD_PLACE]()) {
       this.#gatesDone(delivery, SKIPPED);
-      if (pool.closed) {
-        this.#refused(delivery, 'shutdown');
-        if (!this.#pauses.has('pool-closed')) {
-          this.emit('error', { error: new Error(`consumer "${this.name}": its pool is closed; consumption paused`), during: 'dispatch' });
-          void this.#pauses.pause('pool-closed');
-        }
-        return 'stopping';
-      }
+      if (pool.closed) return this.#poolClosed(delivery);
       this.#flushStarved();
       this.#overload(delivery);
       return 'overloaded';
@@ -463,7 +458,8 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
     if (this.#o.handlerTimeoutMs !== undefined) {
       // The slot is held until the handler really ends, even when it lost the race (see #end).
       entry.handlerDone = done;
-      done = this.#withTimeout(done, entry, this.#o.handlerTimeoutMs);
+      const timeoutMs = this.#o.handlerTimeoutMs;
+      done = withTimeout(done, entry, timeoutMs, () => abortEntry(entry, new TaskTimeoutError(timeoutMs)));
     }
     done.then(
       () => this.#outcome(entry, undefined),
@@ -479,26 +475,6 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
     settling.then(() => this.#end(entry), () => this.#end(entry));
   }
 
-  /** Races the handler against its timeout; the timeout aborts the signal and counts as a failure. */
-  #withTimeout(handlerDone: Promise<void>, entry: Entry, timeoutMs: number): Promise<void> {
-    if (entry.abortReason !== undefined) return Promise.reject(entry.abortReason);
-    return new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => abortEntry(entry, new TaskTimeoutError(timeoutMs)), timeoutMs);
-      entry.onAbort = reject;
-      handlerDone.then(
-        () => {
-          clearTimeout(timer);
-          entry.onAbort = undefined;
-          resolve();
-        },
-        (error: unknown) => {
-          clearTimeout(timer);
-          entry.onAbort = undefined;
-          reject(error);
-        },
-      );
-    });
-  }
 
   /** The handler's outcome (`error` undefined: it succeeded) becomes one settlement; the slot is freed once it is carried out. */
   #outcome(entry: Entry, error: unknown): void {
@@ -644,7 +620,7 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
     const timeoutMs = this.#o.handlerTimeoutMs;
     if (timeoutMs !== undefined) {
       batch.handlerDone = done.then(noop, noop);
-      done = this.#batchWithTimeout(done, batch, timeoutMs);
+      done = withTimeout(done, batch, timeoutMs, () => batch.abort(new TaskTimeoutError(timeoutMs)));
     }
     done.then(
       (value) => this.#batchOutcome(batch, undefined, value),
@@ -652,25 +628,6 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
     );
   }
 
-  #batchWithTimeout(done: Promise<BatchResult | void>, batch: Batch, timeoutMs: number): Promise<BatchResult | void> {
-    if (batch.abortReason !== undefined) return Promise.reject(batch.abortReason);
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => batch.abort(new TaskTimeoutError(timeoutMs)), timeoutMs);
-      batch.onAbort = reject;
-      done.then(
-        (value) => {
-          clearTimeout(timer);
-          batch.onAbort = undefined;
-          resolve(value);
-        },
-        (error: unknown) => {
-          clearTimeout(timer);
-          batch.onAbort = undefined;
-          reject(error);
-        },
-      );
-    });
-  }
 
   /** Each message of the call gets its own outcome: failed if the call threw or it was marked, else succeeded. */
   #batchOutcome(batch: Batch, thrown: unknown, result: BatchResult | void): void {
@@ -965,6 +922,30 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
     this.#state = state;
     this.emit('state', { state });
   }
+}
+
+/**
+ * Races a handler's promise (an entry's or a batch's) against its timeout: at the timeout `abort`
+ * aborts the job, whose `onAbort` ends the race at once; the timeout counts as a failure.
+ */
+function withTimeout<T>(done: Promise<T>, job: { abortReason: unknown; onAbort: ((reason: unknown) => void) | undefined }, timeoutMs: number, abort: () => void): Promise<T> {
+  if (job.abortReason !== undefined) return Promise.reject(job.abortReason);
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(abort, timeoutMs);
+    job.onAbort = reject;
+    done.then(
+      (value) => {
+        clearTimeout(timer);
+        job.onAbort = undefined;
+        resolve(value);
+      },
+      (error: unknown) => {
+        clearTimeout(timer);
+        job.onAbort = undefined;
+        reject(error);
+      },
+    );
+  });
 }
 
 function describeFallback(result: 'deferred' | 'given-back' | 'abandoned'): string {

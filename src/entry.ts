@@ -108,15 +108,22 @@ export class Context implements HandlerContext {
   }
 
   get signal(): AbortSignal {
-    const entry = this.#entry;
-    if (!entry.controller) {
-      entry.controller = new AbortController();
-      const poolSignal = entry.poolSignal;
-      const reason = entry.abortReason ?? (poolSignal?.aborted ? poolSignal.reason : undefined);
-      if (reason !== undefined) entry.controller.abort(reason);
-    }
-    return entry.controller.signal;
+    return jobSignal(this.#entry);
   }
+}
+
+/**
+ * The signal of a job (an entry, a batch), made on first read: aborted already if the job was
+ * aborted (timeout, stop deadline) or its pool closed without draining before anyone asked.
+ */
+export function jobSignal(job: { controller: AbortController | undefined; poolSignal: AbortSignal | undefined; abortReason: unknown }): AbortSignal {
+  if (!job.controller) {
+    job.controller = new AbortController();
+    const poolSignal = job.poolSignal;
+    const reason = job.abortReason ?? (poolSignal?.aborted ? poolSignal.reason : undefined);
+    if (reason !== undefined) job.controller.abort(reason);
+  }
+  return job.controller.signal;
 }
 
 /** Entries accepted and not yet ended, in dispatch order; O(1) add and delete without allocating. */
