@@ -425,7 +425,11 @@ describe('rabbitConsumer with a batchHandler on a real RabbitMQ', () => {
       // Steady: 2 batches blocked, whole batches waiting for a slot, a partial one gathering, the credit used up.
       let ready = -1;
       await until(
-        () => firstOutcome.handled.size === fastCalls * size && blocked === 2 && ready + first.status().inFlight + firstOutcome.handled.size === total,
+        () =>
+          firstOutcome.handled.size === fastCalls * size &&
+          blocked === 2 &&
+          first.status().pool.pending > 0 &&
+          ready + first.status().inFlight + firstOutcome.handled.size === total,
         'two batches running, the rest of the credit waiting or gathering',
         30_000,
         async () => (ready = (await rabbit.depth(queue)).messageCount),
