@@ -61,6 +61,11 @@ export interface DriverHandlers {
   rebalancing(): void;
   /** The member lost its connection or its group membership; `restart`: the client rejoins by itself. */
   crashed(error: unknown, restart: boolean): void;
+  /**
+   * A round of the fetch loop ended, with records or without (everything paused: the loop still
+   * goes round). Only observed (tests, liveness); the adapter needs none.
+   */
+  fetched?(): void;
 }
 
 export interface JoinOptions {

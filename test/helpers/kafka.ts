@@ -62,13 +62,15 @@ export function kafkaClient(brokers: string[], extra: { kafkajs?: Record<string,
  * What a consumer's driver was told and reported, through the driver port (the same on every
  * driver): `assigned` (the whole assignment, after the adapter took it), `rebalancing`, `commit`
  * (offsets the adapter commits, when it sends them), `batch` (a batch handed over: topic,
- * partition, messages); `paused()`: the partitions the adapter has paused in the client now.
+ * partition, messages), `fetched` (a round of the driver's fetch loop ended, everything paused
+ * included); `paused()`: the partitions the adapter has paused in the client now.
  */
 export class DriverWatch extends EventEmitter<{
   assigned: [Record<string, number[]>];
   rebalancing: [];
   commit: [CommitOffset[]];
   batch: [string, number, number];
+  fetched: [];
 }> {
   readonly #paused = new Map<string, Set<number>>();
 
@@ -76,6 +78,18 @@ export class DriverWatch extends EventEmitter<{
     return [...this.#paused]
       .filter(([, set]) => set.size > 0)
       .map(([topic, set]) => ({ topic, partitions: [...set].sort((a, b) => a - b) }));
+  }
+
+  /** Resolves once the driver's fetch loop has gone round `n` more times (it goes round while everything is paused too). */
+  async fetchRounds(n: number): Promise<void> {
+    let rounds = 0;
+    const count = () => void rounds++;
+    this.on('fetched', count);
+    try {
+      await until(() => rounds >= n, `${n} fetch rounds`);
+    } finally {
+      this.off('fetched', count);
+    }
   }
 
   /** The driver, every member it makes reporting here. */
@@ -101,6 +115,7 @@ export class DriverWatch extends EventEmitter<{
             watch.emit('rebalancing');
           },
           crashed: (error, restart) => handlers.crashed(error, restart),
+          fetched: () => watch.emit('fetched'),
         });
         const mark = (topic: string, partition: number, paused: boolean) => {
           let set = watch.#paused.get(topic);

@@ -1,20 +1,19 @@
 /**
  * Pause and resume seen from the brokers themselves: a public `consumer.pause(reason)` and a flow
  * gate's refusal stop consumption at the broker (RabbitMQ: no consumer on the queue; Kafka: every
- * partition paused in kafkajs; JetStream: no waiting pull; core NATS in a queue group: the other
- * member takes the traffic), nothing is handled while paused although messages arrive, and resume
- * brings every message, each handled exactly once. Conditions are polled (broker-side where
- * there is one), never slept on.
+ * partition paused in the client, seen through the driver port on either driver; JetStream: no
+ * waiting pull; core NATS in a queue group: the other member takes the traffic), nothing is
+ * handled while paused although messages arrive, and resume brings every message, each handled
+ * exactly once. Conditions are polled (broker-side where there is one), never slept on.
  */
 import type { NatsConnection } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { KafkaConsumer } from '../../adapters/kafka/index.js';
 import { natsConsumer, natsSubscriber, type CoreSource, type JetStreamSource } from '../../adapters/nats/index.js';
 import { rabbitConsumer } from '../../adapters/rabbitmq/index.js';
 import type { Consumer } from '../../src/consumer.js';
 import type { FlowGate, GateDecision } from '../../src/flow/gate.js';
 import type { Message } from '../../src/message.js';
-import { kafkaFixture, type KafkaFixture } from '../helpers/kafka.js';
+import { kafkaFixture, type DriverWatch, type KafkaFixture } from '../helpers/kafka.js';
 import { unique } from '../helpers/names.js';
 import { natsConnect, natsFixture, type NatsFixture } from '../helpers/nats.js';
 import { rabbitFixture, type RabbitFixture } from '../helpers/rabbit.js';
@@ -254,21 +253,27 @@ describe('pause and resume at the broker: Kafka', () => {
     return { topic, groupId, consumer };
   }
 
-  /** Resolves after kafkajs's fetch loop has gone round `n` more times (it sleeps maxWaitTimeInMs while everything is paused). */
-  async function fetchRounds(consumer: KafkaConsumer, n: number): Promise<void> {
-    const client = consumer.source.client!;
-    let fetches = 0;
-    const remove = client.on(client.events.FETCH, () => void fetches++);
-    try {
-      await until(() => fetches >= n, `${n} fetch rounds`);
-    } finally {
-      remove();
-    }
-  }
-
   const allPartitions = (topic: string) => [{ topic, partitions: [0, 1, 2] }];
 
-  it('pause pauses every partition in kafkajs; nothing is handled while messages are produced; resume handles all once and commits to the log end', async () => {
+  /**
+   * Batches with messages the driver hands over during `rounds` rounds of its fetch loop, counted
+   * after two rounds that may have been sent before the pause (a fetch already out may still bring
+   * records). With every partition paused in the client and new messages in the log: none.
+   */
+  async function batchesWhilePaused(driver: DriverWatch, rounds: number): Promise<number> {
+    await driver.fetchRounds(2);
+    let batches = 0;
+    const count = (_topic: string, _partition: number, messages: number) => void (batches += messages > 0 ? 1 : 0);
+    driver.on('batch', count);
+    try {
+      await driver.fetchRounds(rounds);
+    } finally {
+      driver.off('batch', count);
+    }
+    return batches;
+  }
+
+  it('pause pauses every partition in the client; nothing is handled while messages are produced; resume handles all once and commits to the log end', async () => {
     const seen = tally();
     const { topic, groupId, consumer } = await setup(seen);
     const first = await produce(topic, 30, 'a');
@@ -276,19 +281,19 @@ describe('pause and resume at the broker: Kafka', () => {
     await until(() => seen.total === 30, 'the first 30 handled', 30_000);
 
     await consumer.pause('user');
-    const client = consumer.source.client!;
-    expect(client.paused()).toEqual(allPartitions(topic));
+    const driver = kafka.watch(consumer);
+    expect(driver.paused()).toEqual(allPartitions(topic));
     const partitions = consumer.source.status().partitions;
     expect(Object.keys(partitions).sort()).toEqual([`${topic}/0`, `${topic}/1`, `${topic}/2`]);
     for (const p of Object.values(partitions)) expect(p.paused).toContain('source');
 
     const second = await produce(topic, 30, 'b');
     await eventually(async () => (await logEnd(topic)) === 60, 'all 60 in the log');
-    // Two rounds of kafkajs's fetch loop with the new messages in the log: had any partition been
-    // fetching, they would have come.
-    await fetchRounds(consumer, 2);
+    // Rounds of the driver's fetch loop with the new messages in the log: had any partition been
+    // fetching, a batch of them would have come.
+    expect(await batchesWhilePaused(driver, 2)).toBe(0);
     expect(seen.total).toBe(30);
-    expect(client.paused()).toEqual(allPartitions(topic));
+    expect(driver.paused()).toEqual(allPartitions(topic));
     // What was handled before the pause is committed meanwhile; the new messages are not.
     await eventually(async () => {
       const [fetched] = await kafka.admin.fetchOffsets({ groupId, topics: [topic] });
@@ -296,7 +301,7 @@ describe('pause and resume at the broker: Kafka', () => {
     }, 'the first 30 committed while paused');
 
     await consumer.resume('user');
-    expect(client.paused()).toEqual([]);
+    expect(driver.paused()).toEqual([]);
     await until(() => seen.total >= 60, 'all 60 handled after the resume', 30_000);
     await eventually(() => committedEqualsEnd(groupId, topic), 'committed offsets at the log end');
     await consumer.stop();
@@ -309,6 +314,7 @@ describe('pause and resume at the broker: Kafka', () => {
     const gate = new SwitchGate();
     const attempts: number[] = [];
     const { topic, groupId, consumer } = await setup(seen, [gate]);
+    const driver = kafka.watch(consumer);
     consumer.on('handled', ({ attempt }) => attempts.push(attempt));
     const first = await produce(topic, 10, 'a');
     await consumer.start();
@@ -317,20 +323,20 @@ describe('pause and resume at the broker: Kafka', () => {
     gate.refuse();
     const refusedBatch = await produce(topic, 20, 'b');
     await until(() => gate.refused.length > 0, 'the gate refused a message', 30_000);
-    await until(() => consumer.source.client!.paused().length > 0, 'partitions paused');
+    await until(() => driver.paused().length > 0, 'partitions paused');
     expect(consumer.status().pausedBy).toEqual(['switch']);
-    expect(consumer.source.client!.paused()).toEqual(allPartitions(topic));
+    expect(driver.paused()).toEqual(allPartitions(topic));
     // Nothing more is taken while it refuses: the gate is not asked again, nothing handled.
     const asked = gate.asked;
     const later = await produce(topic, 10, 'c');
     await eventually(async () => (await logEnd(topic)) === 40, 'all 40 in the log');
-    await fetchRounds(consumer, 2);
+    expect(await batchesWhilePaused(driver, 2)).toBe(0);
     expect(gate.asked).toBe(asked);
     expect(seen.total).toBe(10);
 
     gate.open();
     await until(() => seen.total >= 40, 'all 40 handled after the gate opened', 30_000);
-    expect(consumer.source.client!.paused()).toEqual([]);
+    expect(driver.paused()).toEqual([]);
     await eventually(() => committedEqualsEnd(groupId, topic), 'committed offsets at the log end');
     await consumer.stop();
     seen.expectEachOnce([...first, ...refusedBatch, ...later]);

@@ -51,6 +51,7 @@ class KafkajsMember implements GroupMember {
     client.on(client.events.GROUP_JOIN, ({ payload }) => handlers.assigned(payload.memberAssignment));
     client.on(client.events.REBALANCING, () => handlers.rebalancing());
     client.on(client.events.CRASH, ({ payload }) => handlers.crashed(payload.error, payload.restart));
+    if (handlers.fetched) client.on(client.events.FETCH, () => handlers.fetched?.());
     this.client = client;
   }
 

@@ -263,9 +263,11 @@ class PlatformaticMember implements GroupMember {
         const ready = [...this.#parts.values()].filter((p) => !p.paused && !p.revoked && p.position !== undefined);
         if (ready.length === 0) {
           await this.#sleep(this.o.maxWaitTimeInMs);
+          this.handlers.fetched?.();
           continue;
         }
         await this.#round(client, ready);
+        this.handlers.fetched?.();
         if (this.#failing) {
           this.#failing = false;
           this.#dirty = true; // announce again: the adapter reports `recovered`
