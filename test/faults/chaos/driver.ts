@@ -1,0 +1,237 @@
+/**
+ * The chaos driver: a producer publishes a numbered stream, paced, while `workers` consumer
+ * processes (worker.ts) share one queue / durable / group; every few seconds (seeded random) one
+ * of them that has handled something is SIGKILLed and a new one started. Then it waits for every
+ * id to be handled and for the broker to have nothing left, stops the workers with SIGTERM and
+ * returns what the workers recorded, the kills and the broker's state; the verdict is the test's.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { seededRandom } from '../../helpers/random.js';
+import { tick, until } from '../../helpers/wait.js';
+import { hasRecords, readRecords, type Handled } from './records.js';
+import { WORKER_CONFIG_ENV, type ChaosTarget, type WorkerConfig } from './worker-config.js';
+
+const WORKER_SCRIPT = fileURLToPath(new URL('./worker.ts', import.meta.url));
+const REPO_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+
+/** One broker's part of a chaos run. `KillState`: what it reads at the broker right after a kill. */
+export interface ChaosBroker<KillState = undefined> {
+  /** What the workers consume (the same for all), with the consumer options the bound comes from. */
+  readonly target: ChaosTarget;
+  /** Publishes these ids as `{ id }` messages, confirmed by the broker. */
+  publish(ids: number[]): Promise<void>;
+  /** What the broker still holds for the consumers (ready + unacked, pending + ack pending, lag). */
+  remaining(): Promise<{ left: number; detail: string }>;
+  /** Read right after a victim has exited, before its replacement starts. */
+  afterKill(): Promise<KillState>;
+}
+
+export interface ChaosPlan {
+  /** Ids 0 … ids−1 are published. */
+  ids: number;
+  /** The producer spreads them evenly over this long. */
+  publishMs: number;
+  /** Consumer processes alive at once. */
+  workers: number;
+  /** A kill every [min, max] ms (uniform, seeded). */
+  killEveryMs: [number, number];
+  /** No kill once this fraction of the ids is published, so the last replacements still get work. */
+  killsUntil: number;
+  seed: number;
+  /** Handler work per message. */
+  workMs: number;
+  /** Hang guard for the end of the run (every id handled, broker settled, workers stopped). */
+  settleLimitMs: number;
+}
+
+export interface Kill<KillState> {
+  worker: number;
+  at: number;
+  /** What the victim had recorded when it was killed. */
+  recordsBefore: number;
+  state: KillState;
+}
+
+export interface WorkerRun {
+  worker: number;
+  startedAt: number;
+  killed: boolean;
+  /** Exit code / signal; a worker that exits by itself (not killed, not stopped) is a crash. */
+  exit?: { code: number | null; signal: NodeJS.Signals | null };
+}
+
+export interface ChaosRun<KillState> {
+  plan: ChaosPlan;
+  startedAt: number;
+  publishedAt: number;
+  /** When the records first held every id. */
+  allHandledAt: number;
+  records: Handled[];
+  kills: Kill<KillState>[];
+  workers: WorkerRun[];
+  /** The broker once every id was handled (workers alive) and again after every worker stopped. */
+  remainingAlive: { left: number; detail: string };
+  remainingStopped: { left: number; detail: string };
+}
+
+interface Live {
+  run: WorkerRun;
+  child: ChildProcess;
+  record: string;
+  log: string;
+  exited: Promise<void>;
+  stopping: boolean;
+}
+
+/** Runs the chaos plan; always kills what it started and removes its temp dir, pass or fail. */
+export async function runChaos<KillState>(broker: ChaosBroker<KillState>, plan: ChaosPlan): Promise<ChaosRun<KillState>> {
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-chaos-'));
+  const all: Live[] = [];
+  const killAll = () => {
+    for (const w of all) if (w.run.exit === undefined) w.child.kill('SIGKILL');
+  };
+  process.on('exit', killAll);
+  try {
+    return await drive(broker, plan, dir, all);
+  } catch (error) {
+    throw new Error(`${error instanceof Error ? error.message : String(error)}\n${logTails(all)}`, { cause: error });
+  } finally {
+    killAll();
+    await Promise.all(all.map((w) => w.exited));
+    process.off('exit', killAll);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function drive<KillState>(broker: ChaosBroker<KillState>, plan: ChaosPlan, dir: string, all: Live[]): Promise<ChaosRun<KillState>> {
+  const random = seededRandom(plan.seed);
+  const kills: Kill<KillState>[] = [];
+  const crashed = () => all.find((w) => w.run.exit !== undefined && !w.run.killed && !w.stopping);
+  const assertNoCrash = () => {
+    const c = crashed();
+    if (c) throw new Error(`worker ${c.run.worker} exited by itself (${JSON.stringify(c.run.exit)})`);
+  };
+
+  const start = (): Live => {
+    const worker = all.length + 1;
+    const record = join(dir, `worker-${worker}.records`);
+    const log = join(dir, `worker-${worker}.log`);
+    const config: WorkerConfig = { ...broker.target, worker, record, workMs: plan.workMs };
+    const out = openSync(log, 'a');
+    const child = spawn(process.execPath, ['--import', 'tsx', WORKER_SCRIPT], {
+      cwd: REPO_ROOT,
+      env: { ...process.env, [WORKER_CONFIG_ENV]: JSON.stringify(config) },
+      stdio: ['ignore', out, out],
+    });
+    closeSync(out);
+    const run: WorkerRun = { worker, startedAt: Date.now(), killed: false };
+    const exited = new Promise<void>((resolve) =>
+      child.once('exit', (code, signal) => {
+        run.exit = { code, signal };
+        resolve();
+      }),
+    );
+    const live: Live = { run, child, record, log, exited, stopping: false };
+    all.push(live);
+    return live;
+  };
+  const alive = () => all.filter((w) => w.run.exit === undefined && !w.run.killed);
+
+  for (let i = 0; i < plan.workers; i++) start();
+  const startedAt = Date.now();
+
+  let published = 0;
+  const producer = (async () => {
+    const rounds = Math.max(1, Math.round(plan.publishMs / 100));
+    const perRound = Math.ceil(plan.ids / rounds);
+    for (let round = 0; published < plan.ids; round++) {
+      const wait = startedAt + round * 100 - Date.now();
+      if (wait > 0) await tick(wait);
+      const ids = Array.from({ length: Math.min(perRound, plan.ids - published) }, (_, i) => published + i);
+      await broker.publish(ids);
+      published += ids.length;
+    }
+  })();
+  let producing = true;
+  void producer.finally(() => (producing = false)).catch(() => {});
+
+  const killer = (async () => {
+    const [min, max] = plan.killEveryMs;
+    while (producing && published < plan.ids * plan.killsUntil) {
+      await tick(min + random() * (max - min));
+      assertNoCrash();
+      if (published >= plan.ids * plan.killsUntil) break;
+      // Only one that is mid-stream: a kill before a worker took anything proves nothing.
+      const candidates = alive().filter((w) => hasRecords(w.record));
+      if (candidates.length === 0) continue;
+      const victim = candidates[Math.floor(random() * candidates.length)]!;
+      const at = Date.now();
+      victim.run.killed = true;
+      victim.child.kill('SIGKILL');
+      await victim.exited;
+      const recordsBefore = readRecords(victim.record, victim.run.worker).length;
+      kills.push({ worker: victim.run.worker, at, recordsBefore, state: await broker.afterKill() });
+      start();
+    }
+  })();
+  await Promise.all([producer, killer]);
+  const publishedAt = Date.now();
+
+  const records = () => all.flatMap((w) => readRecords(w.record, w.run.worker));
+  let handled = new Set<number>();
+  await until(
+    () => (assertNoCrash(), handled.size === plan.ids),
+    `every one of the ${plan.ids} ids handled`,
+    plan.settleLimitMs,
+    async () => (handled = new Set(records().map((r) => r.id))),
+  );
+  const allHandledAt = Date.now();
+
+  let remainingAlive = { left: -1, detail: 'not read' };
+  await until(
+    () => (assertNoCrash(), remainingAlive.left === 0),
+    'nothing left at the broker with the workers alive',
+    plan.settleLimitMs,
+    async () => (remainingAlive = await broker.remaining()),
+  ).catch((error: unknown) => {
+    throw new Error(`${(error as Error).message}: ${remainingAlive.detail}`);
+  });
+
+  const last = alive();
+  for (const w of last) {
+    w.stopping = true;
+    w.child.kill('SIGTERM');
+  }
+  await until(() => last.every((w) => w.run.exit !== undefined), 'the last workers to stop on SIGTERM', plan.settleLimitMs);
+  const remainingStopped = await broker.remaining();
+
+  return {
+    plan,
+    startedAt,
+    publishedAt,
+    allHandledAt,
+    records: records(),
+    kills,
+    workers: all.map((w) => w.run),
+    remainingAlive,
+    remainingStopped,
+  };
+}
+
+function logTails(all: Live[]): string {
+  return all
+    .map((w) => {
+      let text = '';
+      try {
+        text = readFileSync(w.log, 'utf8');
+      } catch {
+        text = '(no log)';
+      }
+      return `--- worker ${w.run.worker} (${JSON.stringify(w.run.exit ?? 'alive')}${w.run.killed ? ', killed' : ''}):\n${text.split('\n').slice(-15).join('\n')}`;
+    })
+    .join('\n');
+}
