@@ -11,7 +11,7 @@ import { join } from 'node:path';
 
 const BINARY = process.env.NATS_SERVER_BIN ?? 'nats-server';
 
-async function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
   const server = createServer();
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
@@ -20,7 +20,7 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-async function listening(port: number, limitMs: number): Promise<void> {
+export async function listening(port: number, limitMs: number): Promise<void> {
   const deadline = Date.now() + limitMs;
   for (;;) {
     const ok = await new Promise<boolean>((resolve) => {

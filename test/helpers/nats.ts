@@ -95,7 +95,7 @@ export async function natsFixture(url?: string): Promise<NatsFixture> {
 export { unique } from './names.js';
 
 /** Retries a JetStream API call that times out or finds JetStream not ready yet, for up to 30 s. */
-async function untilJetStreamAnswers<T>(call: () => Promise<T>): Promise<T> {
+export async function untilJetStreamAnswers<T>(call: () => Promise<T>): Promise<T> {
   const deadline = Date.now() + 30_000;
   for (;;) {
     try {
