@@ -1,6 +1,7 @@
 import type { ConsumeMessage, Options } from 'amqplib';
-import { ATTEMPT_HEADER, deadLetterHeaders, Message, type DeadLetterInfo, type Delivery, type Headers } from '../../src/adapter/index.js';
+import { ATTEMPT_HEADER, deadLetterHeaders, headerText, Message, type DeadLetterInfo, type Delivery, type Headers } from '../../src/adapter/index.js';
 import { publishConfirmed } from './confirm.js';
+import { republishable } from './header-table.js';
 import type { DeadLetterTarget } from './options.js';
 import { ChannelLostError, type Session } from './session.js';
 
@@ -13,9 +14,22 @@ export interface DeliveryScope {
 /** A copy is republished to the queue itself; this header keeps the routing key it first came with. */
 const ROUTING_KEY_HEADER = 'x-sluice-routing-key';
 
+/** Sender-selected distribution: RabbitMQ routes a copy to each routing key listed (an array; anything else is refused). */
+const ROUTING_HEADERS = ['CC', 'BCC'];
+
+/**
+ * The attempt our header says, as text (the first of a repeated header, bytes as UTF-8): a whole
+ * number 1 … 2^53 − 1, else 1. Any producer can set the header: 1e308, "abc", -1 or an array must
+ * neither skip the retries nor make the count a value `attempt + 1` cannot raise.
+ */
+function attemptOf(headers: Headers): number {
+  const attempt = Number(headerText(headers[ATTEMPT_HEADER]) ?? Number.NaN);
+  return Number.isSafeInteger(attempt) && attempt > 0 ? attempt : 1;
+}
+
 export function toMessage(raw: ConsumeMessage, queue: string): Message<ConsumeMessage> {
   const headers = (raw.properties.headers ?? {}) as Headers;
-  const attempt = Number(headers[ATTEMPT_HEADER]);
+  const attempt = attemptOf(headers);
   const routingKey = headers[ROUTING_KEY_HEADER];
   return new Message({
     body: raw.content,
@@ -24,7 +38,7 @@ export function toMessage(raw: ConsumeMessage, queue: string): Message<ConsumeMe
     id: raw.properties.messageId ?? `${queue}:${raw.fields.consumerTag}:${raw.fields.deliveryTag}`,
     key: typeof routingKey === 'string' ? routingKey : raw.fields.routingKey,
     source: queue,
-    deliveryAttempt: Number.isInteger(attempt) && attempt > 0 ? attempt : 1,
+    deliveryAttempt: attempt,
     redelivered: raw.fields.redelivered || attempt > 1,
     raw,
   });
@@ -113,7 +127,7 @@ export class RabbitDelivery implements Delivery<ConsumeMessage> {
 
   /** A confirmed copy to the queue through the default exchange, keeping its first routing key and its id. */
   async #republish(extra: Record<string, unknown>): Promise<void> {
-    const headers = { ...this.raw.properties.headers, ...extra, [ROUTING_KEY_HEADER]: this.message.key };
+    const headers = { ...republishable(this.raw.properties.headers), ...extra, [ROUTING_KEY_HEADER]: this.message.key };
     const options = this.#copy(headers);
     // The copy keeps the id the runtime knows this message by, also when the original had no messageId.
     options.messageId = this.message.id;
@@ -126,7 +140,13 @@ export class RabbitDelivery implements Delivery<ConsumeMessage> {
     }
   }
 
+  /**
+   * Our copies (retry, set aside, dead letter) go to one queue: a `CC` / `BCC` of the original
+   * would route each of them to other queues too, and as text (dead-letter headers) RabbitMQ
+   * refuses the publish and closes the channel, so the message could never be dead-lettered.
+   */
   #copy(headers: Record<string, unknown>): Options.Publish {
+    for (const name of ROUTING_HEADERS) delete headers[name];
     return { ...this.raw.properties, headers, persistent: true };
   }
 }
