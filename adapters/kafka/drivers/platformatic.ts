@@ -12,6 +12,7 @@
  * after the batch returned — as kafkajs's `eachBatch` does. Heartbeats are the client's own timer,
  * so `heartbeat()` is a no-op.
  */
+import { isRebalance, RebalanceAwareCommits } from './platformatic-commit.js';
 import type { CommitOffset, DriverBatchPayload, DriverHandlers, DriverProducer, GroupMember, JoinOptions, KafkaDriver, KafkaMessageRecord, OutgoingMessage } from '../driver.js';
 
 /** The lowest Node the driver supports (the client's `engines`). */
@@ -50,18 +51,6 @@ function load(): Promise<Platformatic> {
   return loading;
 }
 
-/** Errors that only mean "the group moved on" (a commit the next owner does not need). */
-const REBALANCE_ERRORS = new Set(['REBALANCE_IN_PROGRESS', 'ILLEGAL_GENERATION', 'UNKNOWN_MEMBER_ID', 'NOT_COORDINATOR', 'FENCED_MEMBER_EPOCH', 'STALE_MEMBER_EPOCH', 'UNRELEASED_INSTANCE_ID']);
-
-/** Some error in `error`'s tree (MultipleErrors keep theirs in `errors`, wrapped ones in `cause`) that matches. */
-function findError(error: unknown, match: (e: Record<string, unknown>) => boolean, depth = 0): boolean {
-  if (typeof error !== 'object' || error === null || depth > 5) return false;
-  const e = error as Record<string, unknown>;
-  if (match(e)) return true;
-  if (Array.isArray(e.errors) && e.errors.some((inner) => findError(inner, match, depth + 1))) return true;
-  return findError(e.cause, match, depth + 1);
-}
-
 /** The client's error with the reasons it nests (MultipleErrors hide "connect ECONNREFUSED …" under "Cannot connect to any broker."). */
 function withReasons(error: unknown): Error {
   const reasons = new Set<string>();
@@ -75,8 +64,6 @@ function withReasons(error: unknown): Error {
   const message = String((error as Error)?.message ?? error);
   return reasons.size === 0 ? (error as Error) : new Error(`${message} (${[...reasons].join('; ')})`, { cause: error });
 }
-
-const isRebalance = (error: unknown) => findError(error, (e) => e.needsRejoin === true || (typeof e.apiId === 'string' && REBALANCE_ERRORS.has(e.apiId)));
 
 const IS_CONTROL = 0b10_0000;
 const OFFSET_OUT_OF_RANGE = 1;
@@ -135,6 +122,8 @@ class PlatformaticMember implements GroupMember {
   /** The fetch loop failed and has not fetched since: the next successful round announces the assignment again (`recovered`). */
   #failing = false;
   #anchor: { close(): Promise<void> } | undefined;
+  /** Classic protocol: commits sent again after a rebalance (platformatic-commit.ts). */
+  #commits: RebalanceAwareCommits | undefined;
 
   constructor(
     private readonly base: Record<string, unknown>,
@@ -157,6 +146,7 @@ class PlatformaticMember implements GroupMember {
         : { sessionTimeout: o.sessionTimeout, heartbeatInterval: o.heartbeatInterval, rebalanceTimeout: o.rebalanceTimeout };
     const client = new pk.Consumer({ ...this.base, groupId: o.groupId, autocommit: false, maxWaitTime: o.maxWaitTimeInMs, ...group } as never) as PConsumer;
     this.#client = client;
+    if (this.protocol === 'classic') this.#commits = new RebalanceAwareCommits(client, o.rebalanceTimeout);
     client.on('consumer:group:join', () => this.#changed());
     client.on('consumer:group:rebalance', () => this.handlers.rebalancing());
     // A rejoin that failed (the client emits it and stops heartbeating): the loop joins again.
@@ -189,6 +179,7 @@ class PlatformaticMember implements GroupMember {
   }
 
   #crash(error: unknown): void {
+    this.#commits?.interrupted();
     if (this.#closed) return;
     this.#failing = true;
     this.handlers.crashed(error, true);
@@ -223,6 +214,7 @@ class PlatformaticMember implements GroupMember {
   async commit(offsets: CommitOffset[]): Promise<void> {
     const client = this.#client;
     if (!client) throw new Error('not connected');
+    if (this.#commits) return this.#commits.commit(offsets);
     await client.commit({ offsets: offsets.map(({ topic, partition, offset }) => ({ topic, partition, offset: BigInt(offset), leaderEpoch: -1 })) });
   }
 
@@ -230,6 +222,7 @@ class PlatformaticMember implements GroupMember {
     this.#closed = true;
     this.#running = false;
     this.#wake?.();
+    this.#commits?.interrupted();
     const client = this.#client;
     await this.#loop?.catch(noop);
     await this.#anchor?.close().catch(noop);
