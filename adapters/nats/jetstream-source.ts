@@ -24,6 +24,7 @@ export interface ResolvedJetStreamOptions {
 /** Open pull requests at most: the server keeps at most `max_waiting` (512) per durable, shared by every instance. */
 const MAX_OPEN_REQUESTS = 8;
 const encoder = new TextEncoder();
+const ACK = encoder.encode('+ACK');
 
 /**
  * JetStream pull consumer whose pulls never ask for more than the pool can take: each pull
@@ -99,6 +100,15 @@ export class JetStreamSource implements Source {
    * they count against the pull size.
    */
   #acks: JsMsg[] = [];
+  /**
+   * Where the last acks went (reply subjects; at most `credit`, all the server can hold unacked for
+   * this consumer). An ack written into a connection that was dying, or that reached a durable's
+   * leader which died before replicating it, is lost: the server holds the message unacked until
+   * ack_wait, and with max_ack_pending full it delivers nothing meanwhile. So they are sent again
+   * after a reconnect and after the durable is bound again (the server ignores a second ack).
+   */
+  #recentAcks: string[] = [];
+  #recentAckNext = 0;
 
   /** For `msg.raw.ackAck()`: a request on this source's connection. */
   readonly #ackRequest = (subject: string, payload: Uint8Array, timeoutMs: number): Promise<unknown> => this.#nc!.request(subject, payload, { timeout: timeoutMs });
@@ -256,7 +266,10 @@ export class JetStreamSource implements Source {
       throw new Error(`consumer "${durable}" not found on stream "${stream}" (${redactError(cause)}); give consumerConfig to have it created`, { cause });
     }
     // A durable made anew (deleted under us): what was delivered by the old one can no longer be acked usefully.
-    if (this.#createdAt !== undefined && info.created !== this.#createdAt) this.#scope.epoch++;
+    if (this.#createdAt !== undefined && info.created !== this.#createdAt) {
+      this.#scope.epoch++;
+      this.#recentAcks = []; // the same reply subjects would ack the new durable's messages
+    }
     this.#createdAt = info.created;
     this.#ackWaitMs = Math.max(1000, Number(info.config.ack_wait ?? nanos(30_000)) / 1e6);
     this.#maxAckPending = info.config.max_ack_pending ?? -1;
@@ -381,7 +394,23 @@ export class JetStreamSource implements Source {
       this.#connected = true;
       this.#resetRequests();
       this.#lastActivity = Date.now();
+      this.#resendAcks();
       this.#schedulePull();
+    }
+  }
+
+  #rememberAck(reply: string): void {
+    if (!reply) return;
+    this.#recentAcks[this.#recentAckNext] = reply;
+    this.#recentAckNext = (this.#recentAckNext + 1) % this.o.credit;
+  }
+
+  /** See #recentAcks. */
+  #resendAcks(): void {
+    try {
+      for (const reply of this.#recentAcks) this.#nc!.publish(reply, ACK);
+    } catch {
+      // Closed again: the next reconnect sends them.
     }
   }
 
@@ -477,7 +506,10 @@ export class JetStreamSource implements Source {
       },
     })
       .then(
-        () => this.#ctx.report({ type: 'recovered', detail: `${this.name}: durable bound again`, attempts }),
+        () => {
+          this.#resendAcks();
+          this.#ctx.report({ type: 'recovered', detail: `${this.name}: durable bound again`, attempts });
+        },
         () => {}, // stopping
       )
       .finally(() => {
@@ -509,6 +541,7 @@ export class JetStreamSource implements Source {
     for (const msg of acks) {
       try {
         msg.ack();
+        this.#rememberAck(msg.reply);
       } catch (error) {
         // A closed connection: the server redelivers it after ack_wait; the runtime copes with the duplicate.
         this.#ctx.report({ type: 'error', error, detail: `${this.name}: ack` });
