@@ -22,6 +22,8 @@ export async function publishConfirmed(
   routingKey: string,
   content: Buffer,
   options: Options.Publish = {},
+  /** Ends the wait for the confirm (the broker blocked the connection); the publish itself may still land later. */
+  signal?: AbortSignal,
 ): Promise<void> {
   let seen = returned.get(channel);
   if (!seen) {
@@ -36,12 +38,20 @@ export async function publishConfirmed(
   const id = randomUUID();
   const headers = { ...options.headers, [PUBLISH_ID]: id };
   await new Promise<void>((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const onAbort = () => reject(signal!.reason);
+    signal?.addEventListener('abort', onAbort, { once: true });
+    const done = (error?: Error) => {
+      signal?.removeEventListener('abort', onAbort);
+      if (error) reject(error);
+      else resolve();
+    };
     try {
       channel.publish(exchange, routingKey, content, { ...options, headers, mandatory: true }, (error: unknown) =>
-        error ? reject(error instanceof Error ? error : new Error(`publish to ${exchange || '(default)'}/${routingKey} was nacked by the broker`)) : resolve(),
+        done(error ? (error instanceof Error ? error : new Error(`publish to ${exchange || '(default)'}/${routingKey} was nacked by the broker`)) : undefined),
       );
     } catch (error) {
-      reject(error);
+      done(error instanceof Error ? error : new Error(String(error)));
     }
   });
   // The broker sends basic.return before the confirm of the same publish.

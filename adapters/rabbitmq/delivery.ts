@@ -100,16 +100,17 @@ export class RabbitDelivery implements Delivery<ConsumeMessage> {
    */
   async retry(_delayMs: number, nextAttempt: number): Promise<void> {
     this.#usable('retry');
-    await this.#republish({ [ATTEMPT_HEADER]: nextAttempt });
+    await this.#republish('retry', { [ATTEMPT_HEADER]: nextAttempt });
     this.ack();
   }
 
   async deadLetter(info: DeadLetterInfo): Promise<void> {
     this.#usable('dead-letter');
+    const signal = this.session.publishable('dead-letter', this.message.id);
     const target = this.scope.deadLetter;
     const [exchange, routingKey] =
       'queue' in target ? ['', target.queue] : [target.exchange, target.routingKey ?? this.message.key ?? this.scope.queue];
-    await publishConfirmed(this.session.confirm, exchange, routingKey, this.raw.content, this.#copy(deadLetterHeaders(this.message, info)));
+    await publishConfirmed(this.session.confirm, exchange, routingKey, this.raw.content, this.#copy(deadLetterHeaders(this.message, info)), signal);
     this.ack();
   }
 
@@ -121,17 +122,18 @@ export class RabbitDelivery implements Delivery<ConsumeMessage> {
    */
   async defer(_delayMs: number): Promise<void> {
     this.#usable('defer');
-    await this.#republish({});
+    await this.#republish('defer', {});
     this.ack();
   }
 
   /** A confirmed copy to the queue through the default exchange, keeping its first routing key and its id. */
-  async #republish(extra: Record<string, unknown>): Promise<void> {
+  async #republish(action: string, extra: Record<string, unknown>): Promise<void> {
+    const signal = this.session.publishable(action, this.message.id);
     const headers = { ...republishable(this.raw.properties.headers), ...extra, [ROUTING_KEY_HEADER]: this.message.key };
     const options = this.#copy(headers);
     // The copy keeps the id the runtime knows this message by, also when the original had no messageId.
     options.messageId = this.message.id;
-    await publishConfirmed(this.session.confirm, '', this.scope.queue, this.raw.content, options);
+    await publishConfirmed(this.session.confirm, '', this.scope.queue, this.raw.content, options, signal);
   }
 
   #usable(action: string): void {

@@ -3,10 +3,10 @@ import { Consumer } from '../../src/consumer.js';
 import { resolveRabbitOptions, type RabbitConsumerOptions } from './options.js';
 import { RabbitSource } from './source.js';
 
-export type { RabbitConsumerOptions, QueueDeclaration, DeadLetterTarget, RecoveryOptions } from './options.js';
+export type { RabbitConsumerOptions, QueueDeclaration, DeadLetterTarget, RecoveryOptions, RabbitAddress } from './options.js';
 export { rabbitPublisher, type RabbitPublisher, type RabbitPublisherOptions, type RabbitPublishOptions } from './publisher.js';
 export { RabbitSource, type RabbitSourceStatus } from './source.js';
-export { ChannelLostError } from './session.js';
+export { ChannelLostError, PublishBlockedError } from './session.js';
 export { UnroutableError } from './confirm.js';
 export type { ConsumeMessage };
 

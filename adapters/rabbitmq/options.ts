@@ -1,18 +1,18 @@
-import type { ChannelModel, ConsumeMessage, Options } from 'amqplib';
+import type { ChannelModel, ConsumeMessage } from 'amqplib';
 import {
   integerOption,
   objectOption,
   oneOfOption,
   consumerCredit,
-  redactUrl,
   resolveRecovery,
   stringOption,
   type ConsumerOptions,
   type RecoveryOptions,
   type ResolvedRecovery,
 } from '../../src/adapter/index.js';
+import { describeAddress, Endpoints, type RabbitAddress } from './endpoints.js';
 
-export type { RecoveryOptions };
+export type { RecoveryOptions, RabbitAddress };
 
 /** How the consumer declares its queue. Omitted: the queue must already exist (checked at start). */
 export interface QueueDeclaration {
@@ -30,8 +30,12 @@ export interface QueueDeclaration {
 export type DeadLetterTarget = { queue: string } | { exchange: string; routingKey?: string };
 
 export interface RabbitConsumerOptions<Data = unknown> extends ConsumerOptions<ConsumeMessage, Data> {
-  /** `amqp://user:pass@host:5672/vhost`, or amqplib's connect object. One of `url` / `connection`. */
-  url?: string | Options.Connect;
+  /**
+   * `amqp://user:pass@host:5672/vhost`, or amqplib's connect object; or a list of them, the nodes
+   * of one cluster: each connect tries them in order, starting after the node whose connection
+   * was lost, and takes the first that answers. One of `url` / `connection`.
+   */
+  url?: RabbitAddress | readonly RabbitAddress[];
   /** amqplib socket options: TLS (`cert`, `key`, `ca`), timeouts, `clientProperties`. */
   socketOptions?: Record<string, unknown>;
   /**
@@ -54,7 +58,8 @@ export interface RabbitConsumerOptions<Data = unknown> extends ConsumerOptions<C
 }
 
 export interface ResolvedRabbitOptions {
-  url: string | Options.Connect | undefined;
+  /** The addresses to connect to; undefined with a `connection` of the user's. */
+  endpoints: Endpoints | undefined;
   socketOptions: Record<string, unknown> | undefined;
   connection: ChannelModel | undefined;
   queue: string;
@@ -62,7 +67,7 @@ export interface ResolvedRabbitOptions {
   prefetch: number;
   deadLetter: DeadLetterTarget;
   recovery: ResolvedRecovery;
-  /** The broker address for errors and events, password removed. */
+  /** The broker address(es) for errors and events, passwords removed. */
   where: string;
 }
 
@@ -73,7 +78,7 @@ export function resolveRabbitOptions<Data>(options: RabbitConsumerOptions<Data>)
   if ((options.url === undefined) === (options.connection === undefined)) {
     throw new TypeError(`${owner}: give exactly one of option "url" or option "connection"`);
   }
-  if (options.url !== undefined && typeof options.url !== 'string') objectOption(owner, 'url', options.url);
+  const addresses = options.url === undefined ? undefined : resolveAddresses(owner, options.url);
   if (options.connection !== undefined && typeof (options.connection as { createChannel?: unknown }).createChannel !== 'function') {
     throw new TypeError(`${owner}: option "connection" must be an amqplib connection (from amqplib's connect())`);
   }
@@ -83,7 +88,7 @@ export function resolveRabbitOptions<Data>(options: RabbitConsumerOptions<Data>)
   const capacity = consumerCredit(options);
   const maxPrefetch = declare?.type === 'quorum' ? 2000 : 65535;
   return {
-    url: options.url,
+    endpoints: addresses && new Endpoints(addresses),
     socketOptions: options.socketOptions,
     connection: options.connection,
     queue,
@@ -91,7 +96,7 @@ export function resolveRabbitOptions<Data>(options: RabbitConsumerOptions<Data>)
     prefetch: integerOption(owner, 'prefetch', options.prefetch, { min: 1, max: maxPrefetch, fallback: Math.min(maxPrefetch, capacity) }),
     deadLetter,
     recovery: resolveRecovery(owner, options.recovery),
-    where: describeAddress(options.url),
+    where: addresses === undefined ? 'the given connection' : addresses.map(describeAddress).join(', '),
   };
 }
 
@@ -106,8 +111,19 @@ function resolveDeadLetter(owner: string, value: unknown, queue: string): DeadLe
   throw new TypeError(`${owner}: option "deadLetter" must be { queue } or { exchange, routingKey? }`);
 }
 
-function describeAddress(url: string | Options.Connect | undefined): string {
-  if (url === undefined) return 'the given connection';
-  if (typeof url === 'string') return redactUrl(url);
-  return `${url.protocol ?? 'amqp'}://${url.hostname ?? 'localhost'}:${url.port ?? 5672}${url.vhost ? `/${url.vhost}` : ''}`;
+/** `url`: one address or a non-empty list of them; each a non-empty string or a connect object. */
+export function resolveAddresses(owner: string, value: unknown): RabbitAddress[] {
+  const list = Array.isArray(value) ? value : [value];
+  if (list.length === 0) throw new TypeError(`${owner}: option "url" must list at least one address, got an empty array`);
+  return list.map((url: unknown, i) => {
+    const name = Array.isArray(value) ? `url[${i}]` : 'url';
+    if (typeof url === 'string') {
+      if (url.trim() === '') throw new TypeError(`${owner}: option "${name}" must be a non-empty string`);
+      return url;
+    }
+    if (typeof url !== 'object' || url === null || Array.isArray(url)) {
+      throw new TypeError(`${owner}: option "${name}" must be an amqp:// URL or amqplib's connect object, got ${url === null ? 'null' : typeof url}`);
+    }
+    return url as RabbitAddress;
+  });
 }

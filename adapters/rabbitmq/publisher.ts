@@ -1,10 +1,13 @@
-import { connect, type ChannelModel, type ConfirmChannel, type Options } from 'amqplib';
+import type { ChannelModel, ConfirmChannel, Options } from 'amqplib';
 import { injectTraceContext } from '../../src/ops/tracing.js';
 import { redactError } from '../../src/redact.js';
 import { publishConfirmed } from './confirm.js';
+import { Endpoints, type RabbitAddress } from './endpoints.js';
+import { resolveAddresses } from './options.js';
 
 export interface RabbitPublisherOptions {
-  url?: string | Options.Connect;
+  /** One address, or the nodes of a cluster: the first that answers is used (no reconnect). */
+  url?: RabbitAddress | readonly RabbitAddress[];
   socketOptions?: Record<string, unknown>;
   /** A connection you own (not closed by `close()`). One of `url` / `connection`. */
   connection?: ChannelModel;
@@ -37,10 +40,11 @@ export async function rabbitPublisher(options: RabbitPublisherOptions): Promise<
     throw new TypeError('rabbitPublisher: give exactly one of option "url" or option "connection"');
   }
   const owned = options.connection === undefined;
+  const endpoints = owned ? new Endpoints(resolveAddresses('rabbitPublisher', options.url)) : undefined;
   const connection =
     options.connection ??
-    (await connect(options.url!, options.socketOptions).catch((error: unknown) => {
-      throw new Error(`rabbitPublisher: cannot connect: ${redactError(error)}`, { cause: error });
+    (await endpoints!.connect(options.socketOptions).catch((error: unknown) => {
+      throw new Error(`rabbitPublisher: cannot connect to ${endpoints!.all}: ${redactError(error)}`, { cause: error });
     }));
   if (owned) connection.on('error', () => {}); // its 'close' reaches every pending publish as an error
   const channel = await connection.createConfirmChannel();

@@ -3,7 +3,7 @@ import { connectAtStart, redactError, withBackoff, type Source, type SourceCapab
 import type { WorkerPool } from '../../src/pool/worker-pool.js';
 import { RabbitDelivery, type DeliveryScope } from './delivery.js';
 import type { QueueDeclaration, ResolvedRabbitOptions } from './options.js';
-import { Session } from './session.js';
+import { PublishBlockedError, Session } from './session.js';
 
 /** What the source holds now (`consumer.source.status()`). */
 export interface RabbitSourceStatus {
@@ -165,6 +165,11 @@ export class RabbitSource implements Source {
     return { held: this.#held.length, holdsRefused: this.holdsRefused, prefetch: this.#prefetch };
   }
 
+  /** The address of the node the consumer is (or was last) connected to, password removed: with several URLs, which one. */
+  get connectedTo(): string {
+    return this.o.endpoints?.current ?? this.o.where;
+  }
+
   /** The live consume channel, for what sluice does not wrap (e.g. inspecting the queue); undefined while recovering. */
   get channel(): Channel | undefined {
     return this.#session?.alive ? this.#session.channel : undefined;
@@ -190,7 +195,7 @@ export class RabbitSource implements Source {
     // A refusal among the first deliveries pauses the source before start() knows its session (the
     // pause found none to cancel): bring the consumer in line now.
     if (this.#paused || this.#stopped || this.#held.length > 0) await this.#reconcile();
-    context.report({ type: 'connected', detail: `${this.name} at ${this.o.where}` });
+    context.report({ type: 'connected', detail: `${this.name} at ${this.connectedTo}` });
   }
 
   pause(): Promise<void> {
@@ -223,7 +228,17 @@ export class RabbitSource implements Source {
 
   /** Opens a session and sets up prefetch and the queues it needs; consuming starts separately. */
   async #open(): Promise<Session> {
-    const session = await Session.open(this.o, (lost, reason) => this.#lost(lost, reason));
+    const session = await Session.open(
+      this.o,
+      (lost, reason) => this.#lost(lost, reason),
+      // Reported, not acted on: retries and dead letters refused meanwhile go through the runtime's settlement policy.
+      (reason) =>
+        this.#context?.report({
+          type: 'error',
+          error: new PublishBlockedError(`RabbitMQ at ${this.connectedTo} blocks publishing (${reason}): retries and dead letters wait for the alarm to clear`),
+          detail: 'connection.blocked',
+        }),
+    );
     try {
       if (this.#globalQos) {
         await session.channel.prefetch(this.#maxPrefetch ?? this.#prefetch);
@@ -363,6 +378,8 @@ export class RabbitSource implements Source {
     if (this.#held.length > 0) this.#held = this.#held.filter((delivery) => !delivery.stale());
     if (GLOBAL_QOS_REFUSED.test(`${reason.message} ${session.connectionError?.message}`)) this.#globalQos = false;
     if (session !== this.#session || this.#stopped || !this.#context) return;
+    // The next connect starts with the next node of the list: this one may be stopping.
+    this.o.endpoints?.lost();
     this.#context.report({ type: 'disconnected', error: reason, detail: `${this.name}: ${redactError(reason)}` });
     this.#recovering ??= this.#recover().finally(() => (this.#recovering = undefined));
   }
@@ -389,7 +406,7 @@ export class RabbitSource implements Source {
       if (this.#stopped) return void (await session.close());
       this.#session = session;
       await this.#reconcile();
-      context.report({ type: 'recovered', detail: `${this.name} at ${this.o.where}`, attempts });
+      context.report({ type: 'recovered', detail: `${this.name} at ${this.connectedTo}`, attempts });
     } catch (error) {
       if (!stopping.aborted) context.report({ type: 'error', error, detail: 'recovery gave up' });
     }
@@ -400,8 +417,10 @@ export class RabbitSource implements Source {
 const GLOBAL_QOS_REFUSED = /does not support global qos/i;
 
 async function declareTopology(channel: Channel, o: ResolvedRabbitOptions): Promise<void> {
-  if ('queue' in o.deadLetter) await channel.assertQueue(o.deadLetter.queue, { durable: true });
   const declare: QueueDeclaration | undefined = o.declare;
+  // A dead-letter queue of the same type: beside a quorum queue (a cluster), a classic one would live on one node only.
+  const dlqArgs = declare?.type === 'quorum' ? { 'x-queue-type': 'quorum' } : undefined;
+  if ('queue' in o.deadLetter) await channel.assertQueue(o.deadLetter.queue, { durable: true, arguments: dlqArgs });
   if (!declare) {
     // Not ours to declare: it must exist (a 404 here names the queue).
     await channel.checkQueue(o.queue);
