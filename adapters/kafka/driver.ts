@@ -37,7 +37,10 @@ export interface DriverBatchPayload {
   readonly batch: DriverBatch;
   /** Everything up to this offset is taken: the partition's next fetch starts after it. */
   resolveOffset(offset: string): void;
-  /** Keeps the member in the group while the adapter waits inside the batch (a no-op where the client beats by itself). */
+  /**
+   * Keeps the member in the group while the adapter waits inside the batch (where the client beats
+   * by itself, only checks); rejects when the wait should end (a rebalance, the batch outdated).
+   */
   heartbeat(): Promise<void>;
   /** False once the consumer is stopping. */
   isRunning(): boolean;

@@ -10,7 +10,8 @@
  * the assigned partitions that are not paused, from the driver's own position per partition, and
  * hands each partition's records to the adapter as one batch, fetching that partition again only
  * after the batch returned — as kafkajs's `eachBatch` does. Heartbeats are the client's own timer,
- * so `heartbeat()` is a no-op.
+ * so `heartbeat()` only says whether the batch is outdated; the client rejoins by itself, so an
+ * assignment change is announced when the client makes it, not when the loop comes round.
  */
 import { isRebalance, RebalanceAwareCommits } from './platformatic-commit.js';
 import type { CommitOffset, DriverBatchPayload, DriverHandlers, DriverProducer, GroupMember, JoinOptions, KafkaDriver, KafkaMessageRecord, OutgoingMessage } from '../driver.js';
@@ -147,7 +148,17 @@ class PlatformaticMember implements GroupMember {
     const client = new pk.Consumer({ ...this.base, groupId: o.groupId, autocommit: false, maxWaitTime: o.maxWaitTimeInMs, ...group } as never) as PConsumer;
     this.#client = client;
     if (this.protocol === 'classic') this.#commits = new RebalanceAwareCommits(client, o.rebalanceTimeout);
-    client.on('consumer:group:join', () => this.#changed());
+    // The client rejoins on its own timer, also while the loop waits inside a batch: a changed
+    // assignment is announced at once, so that nothing of a revoked partition is started here
+    // after its next owner has it (the loop fetches the new partitions' positions). A join is
+    // always announced: after a rebalance the adapter commits again only once told.
+    client.on('consumer:group:join', () => {
+      this.#dirty = true;
+      this.#announceNow();
+    });
+    // KIP-848: the assignment changes between heartbeats, without a join.
+    client.on('consumer:heartbeat:start', () => this.#announceNow());
+    client.on('consumer:heartbeat:end', () => this.#announceNow());
     client.on('consumer:group:rebalance', () => this.handlers.rebalancing());
     // A rejoin that failed (the client emits it and stops heartbeating): the loop joins again.
     client.on('error', (error: unknown) => this.#crash(error));
@@ -188,6 +199,12 @@ class PlatformaticMember implements GroupMember {
 
   #changed(): void {
     this.#dirty = true;
+    this.#wake?.();
+  }
+
+  #announceNow(): void {
+    const client = this.#client;
+    if (this.#running && client && (this.#dirty || client.assignments !== this.#announced)) this.#announce(client);
     this.#wake?.();
   }
 
@@ -252,7 +269,9 @@ class PlatformaticMember implements GroupMember {
       try {
         const client = this.#client!;
         if (this.#failing && this.protocol === 'classic' && client.memberId === null) await this.#joinClassic();
-        if (this.#dirty || client.assignments !== this.#announced) await this.#sync(client);
+        if (this.#dirty || client.assignments !== this.#announced) this.#announce(client);
+        const unknown = [...this.#parts.values()].filter((p) => p.position === undefined);
+        if (unknown.length > 0) await this.#positions(client, unknown);
         const ready = [...this.#parts.values()].filter((p) => !p.paused && !p.revoked && p.position !== undefined);
         if (ready.length === 0) {
           await this.#sleep(this.o.maxWaitTimeInMs);
@@ -275,24 +294,21 @@ class PlatformaticMember implements GroupMember {
     }
   }
 
-  /** Takes the client's current assignment: new partitions get their committed offset (or the fallback), revoked ones are dropped. */
-  async #sync(client: PConsumer): Promise<void> {
+  /** Takes the client's current assignment and tells the adapter: revoked partitions are dropped, new ones wait for their position. */
+  #announce(client: PConsumer): void {
     this.#dirty = false;
     const assignments = client.assignments;
     this.#announced = assignments;
     if (assignments === null) return; // not joined (yet)
     const assignment: Record<string, number[]> = {};
     const wanted = new Set<string>();
-    const fresh: Part[] = [];
     for (const { topic, partitions } of assignments) {
       assignment[topic] = [...partitions];
       for (const partition of partitions) {
         const k = key(topic, partition);
         wanted.add(k);
         if (!this.#parts.has(k)) {
-          const part: Part = { topic, partition, position: undefined, paused: false, gen: 0, revoked: false };
-          this.#parts.set(k, part);
-          fresh.push(part);
+          this.#parts.set(k, { topic, partition, position: undefined, paused: false, gen: 0, revoked: false });
         }
       }
     }
@@ -304,8 +320,6 @@ class PlatformaticMember implements GroupMember {
     }
     // The adapter may pause (its pause reasons) or seek (kept partitions) from here.
     this.handlers.assigned(assignment);
-    const unknown = fresh.filter((p) => p.position === undefined && !p.revoked);
-    if (unknown.length > 0) await this.#positions(client, unknown);
   }
 
   /** The committed offset of each partition, or the earliest / latest one for a group that has none. */
@@ -421,7 +435,9 @@ class PlatformaticMember implements GroupMember {
       resolveOffset: (offset) => {
         if (part.gen === gen) resolved = BigInt(offset);
       },
-      heartbeat: () => Promise.resolve(), // the client heartbeats on its own timer
+      // The client heartbeats on its own timer; a batch outdated meanwhile (its partition revoked
+      // or sought) fails here, which ends the adapter's wait inside it, as kafkajs's does in a rebalance.
+      heartbeat: () => (part.gen !== gen || part.revoked ? Promise.reject(new Error('the batch is outdated: its partition was revoked or sought')) : Promise.resolve()),
       isRunning: () => this.#running,
       isStale: () => part.gen !== gen || part.revoked,
     };
