@@ -1,5 +1,6 @@
 import { connect, type ChannelModel, type Options } from 'amqplib';
-import { redactError, redactUrl } from '../../src/adapter/index.js';
+import { redactUrl } from '../../src/adapter/index.js';
+import { explainConnectError } from './connect-error.js';
 
 /** One broker address: an `amqp(s)://` URL or amqplib's connect object. */
 export type RabbitAddress = string | Options.Connect;
@@ -31,7 +32,7 @@ export class Endpoints {
   /** Opens a connection to the first address that answers; rejects naming each address's error. */
   async connect(socketOptions: Record<string, unknown> | undefined): Promise<ChannelModel> {
     const failures: string[] = [];
-    let last: unknown;
+    let last: Error | undefined;
     for (let k = 0; k < this.addresses.length; k++) {
       const i = (this.#next + k) % this.addresses.length;
       try {
@@ -40,8 +41,8 @@ export class Endpoints {
         this.#next = i;
         return connection;
       } catch (error) {
-        last = error;
-        failures.push(`${describeAddress(this.addresses[i]!)}: ${redactError(error)}`);
+        last = explainConnectError(error, this.addresses[i]!);
+        failures.push(`${describeAddress(this.addresses[i]!)}: ${last.message}`);
       }
     }
     // One address: its error as it is (the caller names the address); several: each one's.

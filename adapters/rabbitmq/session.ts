@@ -143,14 +143,14 @@ export class Session {
     try {
       connection = from.connection ?? (await from.endpoints!.connect(from.socketOptions));
     } catch (cause) {
-      throw new Error(`RabbitMQ at ${from.where} unreachable: ${redactError(cause)}`, { cause });
+      throw new Error(`RabbitMQ at ${from.where}: ${redactError(cause)}`, { cause });
     }
     try {
       // The same node as the consume connection (the endpoints start where they connected last).
       publisher = owns ? await from.endpoints!.connect(from.socketOptions) : connection;
     } catch (cause) {
       await connection.close().catch(() => {});
-      throw new Error(`RabbitMQ at ${from.where} unreachable for publishing: ${redactError(cause)}`, { cause });
+      throw new Error(`RabbitMQ at ${from.where}, publishing connection: ${redactError(cause)}`, { cause });
     }
     try {
       const channel = await connection.createChannel();
