@@ -53,7 +53,15 @@ export function resolveConnection(owner: string, o: NatsConnectionOptions): Reso
     env: process.env.SLUICE_NATS_CLIENT,
     appDependencies,
   });
-  return { servers, connectOptions, connection: o.connection, generation, where: servers ? servers.map(redactText).join(',') : 'the given connection' };
+  return { servers, connectOptions, connection: o.connection, generation, where: servers ? servers.map(redactNatsUrl).join(',') : 'the given connection' };
+}
+
+/**
+ * A server URL fit for errors and events: `user:pass@` loses the password (redactText), and a lone
+ * `name@` is removed too, since NATS takes `nats://<token>@host` as a token.
+ */
+export function redactNatsUrl(url: string): string {
+  return redactText(url).replace(/^([a-z][a-z0-9+.-]*:\/\/)([^:@/\s]+)@/i, '$1***@');
 }
 
 /** The client package(s) for this connection: a missing one is an error naming what to install, before any connect attempt. */
