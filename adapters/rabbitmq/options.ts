@@ -78,7 +78,7 @@ export function resolveRabbitOptions<Data>(options: RabbitConsumerOptions<Data>)
   if ((options.url === undefined) === (options.connection === undefined)) {
     throw new TypeError(`${owner}: give exactly one of option "url" or option "connection"`);
   }
-  const addresses = options.url === undefined ? undefined : resolveAddresses(owner, options.url);
+  const addresses = options.url === undefined ? undefined : resolveAddresses(owner, options.url, options.socketOptions);
   if (options.connection !== undefined && typeof (options.connection as { createChannel?: unknown }).createChannel !== 'function') {
     throw new TypeError(`${owner}: option "connection" must be an amqplib connection (from amqplib's connect())`);
   }
@@ -111,19 +111,34 @@ function resolveDeadLetter(owner: string, value: unknown, queue: string): DeadLe
   throw new TypeError(`${owner}: option "deadLetter" must be { queue } or { exchange, routingKey? }`);
 }
 
-/** `url`: one address or a non-empty list of them; each a non-empty string or a connect object. */
-export function resolveAddresses(owner: string, value: unknown): RabbitAddress[] {
+/** Settings that only mean something over TLS: with an amqp:// address amqplib ignores them and connects in plaintext. */
+const TLS_SETTINGS = ['ca', 'cert', 'key', 'pfx', 'passphrase'] as const;
+
+/**
+ * `url`: one address or a non-empty list of them; each a non-empty string or a connect object.
+ * With TLS settings in `socketOptions`, each must be amqps (never a silent plaintext connection).
+ */
+export function resolveAddresses(owner: string, value: unknown, socketOptions?: Record<string, unknown>): RabbitAddress[] {
+  const tls = TLS_SETTINGS.filter((k) => socketOptions?.[k] !== undefined);
   const list = Array.isArray(value) ? value : [value];
   if (list.length === 0) throw new TypeError(`${owner}: option "url" must list at least one address, got an empty array`);
   return list.map((url: unknown, i) => {
     const name = Array.isArray(value) ? `url[${i}]` : 'url';
     if (typeof url === 'string') {
       if (url.trim() === '') throw new TypeError(`${owner}: option "${name}" must be a non-empty string`);
-      return url;
-    }
-    if (typeof url !== 'object' || url === null || Array.isArray(url)) {
+    } else if (typeof url !== 'object' || url === null || Array.isArray(url)) {
       throw new TypeError(`${owner}: option "${name}" must be an amqp:// URL or amqplib's connect object, got ${url === null ? 'null' : typeof url}`);
     }
-    return url as RabbitAddress;
+    const address = url as RabbitAddress;
+    if (tls.length > 0 && scheme(address) !== 'amqps') {
+      throw new TypeError(`${owner}: option "socketOptions" has TLS settings (${tls.join(', ')}) but option "${name}" (${describeAddress(address)}) is not amqps://: it would connect without TLS`);
+    }
+    return address;
   });
+}
+
+/** The scheme amqplib connects with: the URL's, or the connect object's `protocol` (default amqp). */
+function scheme(url: RabbitAddress): string {
+  const protocol = typeof url === 'string' ? url.slice(0, Math.max(0, url.indexOf(':'))) : (url.protocol ?? 'amqp');
+  return protocol.replace(/:$/, '').toLowerCase();
 }

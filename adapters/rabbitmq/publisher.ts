@@ -40,7 +40,7 @@ export async function rabbitPublisher(options: RabbitPublisherOptions): Promise<
     throw new TypeError('rabbitPublisher: give exactly one of option "url" or option "connection"');
   }
   const owned = options.connection === undefined;
-  const endpoints = owned ? new Endpoints(resolveAddresses('rabbitPublisher', options.url)) : undefined;
+  const endpoints = owned ? new Endpoints(resolveAddresses('rabbitPublisher', options.url, options.socketOptions)) : undefined;
   const connection =
     options.connection ??
     (await endpoints!.connect(options.socketOptions).catch((error: unknown) => {
