@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { seededRandom } from '../../helpers/random.js';
 import { tick, until } from '../../helpers/wait.js';
-import { hasRecords, readRecords, type Handled } from './records.js';
+import { readRecords, type GroupEvent, type Handled } from './records.js';
 import { WORKER_CONFIG_ENV, type ChaosTarget, type WorkerConfig } from './worker-config.js';
 
 const WORKER_SCRIPT = fileURLToPath(new URL('./worker.ts', import.meta.url));
@@ -24,6 +24,8 @@ export interface ChaosBroker<KillState = undefined> {
   readonly target: ChaosTarget;
   /** Publishes these ids as `{ id }` messages, confirmed by the broker. */
   publish(ids: number[]): Promise<void>;
+  /** Messages published and not yet delivered to any consumer (the producer keeps it under `plan.maxBacklog`). */
+  backlog(): Promise<number>;
   /** What the broker still holds for the consumers (ready + unacked, pending + ack pending, lag). */
   remaining(): Promise<{ left: number; detail: string }>;
   /** Read right after a victim has exited, before its replacement starts. */
@@ -33,8 +35,14 @@ export interface ChaosBroker<KillState = undefined> {
 export interface ChaosPlan {
   /** Ids 0 … ids−1 are published. */
   ids: number;
-  /** The producer spreads them evenly over this long. */
+  /** The producer spreads them evenly over this long at most… */
   publishMs: number;
+  /**
+   * …and publishes a round only while the backlog is below this: the consumers are kept busy
+   * (every worker holds its full credit, so each kill hits messages in flight) without a backlog
+   * that would take long to drain. Infinity: never asked.
+   */
+  maxBacklog: number;
   /** Consumer processes alive at once. */
   workers: number;
   /** A kill every [min, max] ms (uniform, seeded). */
@@ -71,6 +79,8 @@ export interface ChaosRun<KillState> {
   /** When the records first held every id. */
   allHandledAt: number;
   records: Handled[];
+  /** Kafka: when each worker was told of a rebalance and given an assignment. */
+  groupEvents: GroupEvent[];
   kills: Kill<KillState>[];
   workers: WorkerRun[];
   /** The broker once every id was handled (workers alive) and again after every worker stopped. */
@@ -103,7 +113,9 @@ export async function runChaos<KillState>(broker: ChaosBroker<KillState>, plan: 
     killAll();
     await Promise.all(all.map((w) => w.exited));
     process.off('exit', killAll);
-    rmSync(dir, { recursive: true, force: true });
+    // CHAOS_KEEP=1 keeps the records and worker logs for a look afterwards.
+    if (process.env.CHAOS_KEEP === '1') console.log(`chaos run kept in ${dir}`);
+    else rmSync(dir, { recursive: true, force: true });
   }
 }
 
@@ -146,14 +158,16 @@ async function drive<KillState>(broker: ChaosBroker<KillState>, plan: ChaosPlan,
 
   let published = 0;
   const producer = (async () => {
-    const rounds = Math.max(1, Math.round(plan.publishMs / 100));
-    const perRound = Math.ceil(plan.ids / rounds);
-    for (let round = 0; published < plan.ids; round++) {
-      const wait = startedAt + round * 100 - Date.now();
-      if (wait > 0) await tick(wait);
-      const ids = Array.from({ length: Math.min(perRound, plan.ids - published) }, (_, i) => published + i);
-      await broker.publish(ids);
+    const endAt = startedAt + plan.publishMs;
+    while (published < plan.ids) {
+      const roundAt = Date.now();
+      // Rounds of 100 ms: what is left, spread over the rounds left (all of it once the time is up), within the backlog.
+      const want = Math.ceil((plan.ids - published) / Math.max(1, Math.ceil((endAt - roundAt) / 100)));
+      const room = Number.isFinite(plan.maxBacklog) ? plan.maxBacklog - (await broker.backlog()) : want;
+      const ids = Array.from({ length: Math.max(0, Math.min(want, room)) }, (_, i) => published + i);
+      if (ids.length > 0) await broker.publish(ids);
       published += ids.length;
+      await tick(Math.max(0, roundAt + 100 - Date.now()));
     }
   })();
   let producing = true;
@@ -166,14 +180,14 @@ async function drive<KillState>(broker: ChaosBroker<KillState>, plan: ChaosPlan,
       assertNoCrash();
       if (published >= plan.ids * plan.killsUntil) break;
       // Only one that is mid-stream: a kill before a worker took anything proves nothing.
-      const candidates = alive().filter((w) => hasRecords(w.record));
+      const candidates = alive().filter((w) => readRecords(w.record, w.run.worker).handled.length > 0);
       if (candidates.length === 0) continue;
       const victim = candidates[Math.floor(random() * candidates.length)]!;
       const at = Date.now();
       victim.run.killed = true;
       victim.child.kill('SIGKILL');
       await victim.exited;
-      const recordsBefore = readRecords(victim.record, victim.run.worker).length;
+      const recordsBefore = readRecords(victim.record, victim.run.worker).handled.length;
       kills.push({ worker: victim.run.worker, at, recordsBefore, state: await broker.afterKill() });
       start();
     }
@@ -181,7 +195,7 @@ async function drive<KillState>(broker: ChaosBroker<KillState>, plan: ChaosPlan,
   await Promise.all([producer, killer]);
   const publishedAt = Date.now();
 
-  const records = () => all.flatMap((w) => readRecords(w.record, w.run.worker));
+  const records = () => all.flatMap((w) => readRecords(w.record, w.run.worker).handled);
   let handled = new Set<number>();
   await until(
     () => (assertNoCrash(), handled.size === plan.ids),
@@ -215,6 +229,7 @@ async function drive<KillState>(broker: ChaosBroker<KillState>, plan: ChaosPlan,
     publishedAt,
     allHandledAt,
     records: records(),
+    groupEvents: all.flatMap((w) => readRecords(w.record, w.run.worker).events),
     kills,
     workers: all.map((w) => w.run),
     remainingAlive,

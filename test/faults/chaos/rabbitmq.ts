@@ -15,6 +15,7 @@ export async function rabbitChaos(options: RabbitChaosOptions): Promise<ChaosBro
     async publish(ids) {
       await Promise.all(ids.map((id) => rabbit.publisher.publishJson(queue, { id }, { id: String(id) })));
     },
+    backlog: async () => (await rabbit.depth(queue)).messageCount,
     async remaining() {
       // Ready messages; unacked ones are not visible over AMQP, but once no consumer is left
       // (after the stop) whatever was unacked is ready again, so then this is ready + unacked.

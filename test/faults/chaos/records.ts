@@ -1,20 +1,29 @@
 /**
  * What chaos workers leave behind: one append-only file per process, a line per handled id,
- * written synchronously before the handler returns (a line means the handler completed). Each
- * line is one write(2), so a SIGKILL never leaves half a record.
+ * written synchronously before the handler returns (a line means the handler completed), and on
+ * Kafka a line per group event (a rebalance starts, an assignment arrives). Each line is one
+ * write(2), so a SIGKILL never leaves half a record.
  */
-import { closeSync, existsSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, writeSync } from 'node:fs';
 
-/** One handled message: its id, the worker's number, when (ms since epoch) and, on Kafka, where it was read. */
+/** One handled message: its id, the worker's number, when (ms since epoch), whether the broker said it was delivered before and, on Kafka, where it was read. */
 export interface Handled {
   id: number;
   worker: number;
   at: number;
+  redelivered: boolean;
   partition?: number;
   offset?: number;
 }
 
-/** Appends one line per handled message to a worker's record file. */
+/** A Kafka group event of one worker: told a rebalance starts (the adapter commits its done prefix then), or given its new assignment. */
+export interface GroupEvent {
+  worker: number;
+  at: number;
+  kind: 'rebalancing' | 'assigned';
+}
+
+/** Appends one line per handled message (and group event) to a worker's record file. */
 export class RecordWriter {
   readonly #fd: number;
 
@@ -22,9 +31,13 @@ export class RecordWriter {
     this.#fd = openSync(path, 'a');
   }
 
-  handled(id: number, where?: { partition: number; offset: number }): void {
+  handled(id: number, redelivered: boolean, where?: { partition: number; offset: number }): void {
     const tail = where ? `\t${where.partition}\t${where.offset}` : '';
-    writeSync(this.#fd, `${id}\t${Date.now()}${tail}\n`);
+    writeSync(this.#fd, `${id}\t${Date.now()}\t${redelivered ? 1 : 0}${tail}\n`);
+  }
+
+  group(kind: GroupEvent['kind']): void {
+    writeSync(this.#fd, `#${kind}\t${Date.now()}\n`);
   }
 
   close(): void {
@@ -33,21 +46,24 @@ export class RecordWriter {
 }
 
 /** Every complete line of a worker's record file. */
-export function readRecords(path: string, worker: number): Handled[] {
-  if (!existsSync(path)) return [];
-  const text = readFileSync(path, 'utf8');
-  const lines = text.split('\n');
+export function readRecords(path: string, worker: number): { handled: Handled[]; events: GroupEvent[] } {
+  const handled: Handled[] = [];
+  const events: GroupEvent[] = [];
+  if (!existsSync(path)) return { handled, events };
+  const lines = readFileSync(path, 'utf8').split('\n');
   lines.pop(); // after the last newline: '' (or a cut line, which is not a record)
-  return lines.map((line) => {
-    const f = line.split('\t').map(Number);
-    if (f.length < 2 || f.some((n) => !Number.isFinite(n))) throw new Error(`${path}: unreadable record ${JSON.stringify(line)}`);
-    const h: Handled = { id: f[0]!, worker, at: f[1]! };
+  for (const line of lines) {
+    const [head, ...rest] = line.split('\t');
+    const f = rest.map(Number);
+    if (head === '#rebalancing' || head === '#assigned') {
+      events.push({ worker, at: f[0]!, kind: head.slice(1) as GroupEvent['kind'] });
+      continue;
+    }
+    const id = Number(head);
+    if (f.length < 2 || !Number.isFinite(id) || f.some((n) => !Number.isFinite(n))) throw new Error(`${path}: unreadable record ${JSON.stringify(line)}`);
+    const h: Handled = { id, worker, at: f[0]!, redelivered: f[1] === 1 };
     if (f.length >= 4) Object.assign(h, { partition: f[2]!, offset: f[3]! });
-    return h;
-  });
-}
-
-/** Whether a worker has recorded anything yet (cheap: the file's size). */
-export function hasRecords(path: string): boolean {
-  return existsSync(path) && statSync(path).size > 0;
+    handled.push(h);
+  }
+  return { handled, events };
 }

@@ -8,7 +8,8 @@ import type { Consumer, Message } from '../../../src/index.js';
 import { kafkaConsumer, type KafkaRecord } from '../../../adapters/kafka/index.js';
 import { natsConsumer } from '../../../adapters/nats/index.js';
 import { rabbitConsumer } from '../../../adapters/rabbitmq/index.js';
-import { kafkaClient } from '../../helpers/kafka.js';
+import { resolveKafka } from '../../../adapters/kafka/options.js';
+import { DriverWatch, kafkaClient } from '../../helpers/kafka.js';
 import { RecordWriter } from './records.js';
 import { WORKER_CONFIG_ENV, type WorkerConfig } from './worker-config.js';
 
@@ -24,9 +25,9 @@ async function handler(msg: Message): Promise<void> {
   const { id } = msg.json<{ id: number }>();
   if (config!.broker === 'kafka') {
     const raw = msg.raw as KafkaRecord;
-    records.handled(id, { partition: raw.partition, offset: Number(raw.message.offset) });
+    records.handled(id, msg.redelivered, { partition: raw.partition, offset: Number(raw.message.offset) });
   } else {
-    records.handled(id);
+    records.handled(id, msg.redelivered);
   }
 }
 
@@ -36,8 +37,14 @@ function consumer(c: WorkerConfig): Consumer<unknown> {
       return rabbitConsumer({ ...c.options, handler }) as Consumer<unknown>;
     case 'nats':
       return natsConsumer({ ...c.options, handler }) as Consumer<unknown>;
-    case 'kafka':
-      return kafkaConsumer({ ...c.options, kafka: kafkaClient(c.brokers), handler }) as Consumer<unknown>;
+    case 'kafka': {
+      // Through the driver port (any driver): when a rebalance starts and when the assignment comes.
+      const watch = new DriverWatch();
+      watch.on('rebalancing', () => records.group('rebalancing'));
+      watch.on('assigned', () => records.group('assigned'));
+      const { driver } = resolveKafka('chaos worker', kafkaClient(c.brokers));
+      return kafkaConsumer({ ...c.options, kafka: watch.wrap(driver), handler }) as Consumer<unknown>;
+    }
   }
 }
 
