@@ -242,7 +242,7 @@ export async function kafkaFixture(options: KafkaFixtureOptions = {}): Promise<K
         maxWaitTimeInMs: 100,
         ...consumerOptions,
         kafka: watch.wrap(driver),
-      });
+      }) as KafkaConsumer; // a wrapped driver's client is `unknown` to the types; the tests observe the driver through the port
       consumers.push(c);
       watches.set(c, watch);
       return c;
