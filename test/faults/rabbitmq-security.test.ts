@@ -10,7 +10,7 @@ import { connect } from 'amqplib';
 import { inspect } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { rabbitConsumer, rabbitPublisher } from '../../adapters/rabbitmq/index.js';
-import type { Consumer, Message } from '../../src/index.js';
+import { PermanentError, type Consumer, type Message } from '../../src/index.js';
 import { jsonLogger, logConsumer } from '../../src/ops/index.js';
 import { unique } from '../helpers/names.js';
 import { startRabbitNode, type RabbitNode } from '../helpers/rabbit-node.js';
@@ -25,6 +25,7 @@ const USER = 'sluice-orders-svc';
 const PASSWORD = 'Pw#sluice/7f3a@orders!';
 const WRONG_PASSWORD = 'Wr0ng#sluice/9c1e@pw';
 const REVOKED_PASSWORD = 'R0tated#sluice/2b8d@pw';
+const LEAST_PASSWORD = 'L3ast#sluice/5e0c@pw';
 const VHOST = 'sec-orders';
 const OTHER_VHOST = 'sec-other';
 /** Fast backoff: a refused start ends in well under a second, and a storm would show in the count. */
@@ -171,14 +172,19 @@ async function depth(url: string, queue: string): Promise<number> {
   }
 }
 
-/** A consumer that counts handler calls per id; its handlers wait while `hold()` gives a promise. */
-function counting(
-  url: string,
-  socketOptions: Record<string, unknown>,
-  { hold = () => undefined, recovery = RECOVERY }: { hold?: () => Promise<void> | undefined; recovery?: typeof RECOVERY } = {},
-) {
+interface CountingOptions {
+  queue?: string;
+  /** Handlers wait while it gives a promise. */
+  hold?: () => Promise<void> | undefined;
+  /** Throws to fail an attempt (not counted as handled). */
+  fail?: (message: Message, attempt: number) => void;
+  recovery?: typeof RECOVERY;
+}
+
+/** A consumer that counts successful handler calls per id. */
+function counting(url: string, socketOptions: Record<string, unknown>, options: CountingOptions = {}) {
+  const { queue = unique('sec'), hold = () => undefined, fail = () => {}, recovery = RECOVERY } = options;
   const calls = new Map<string, number>();
-  const queue = unique('sec');
   const consumer = watched(
     rabbitConsumer({
       url,
@@ -187,9 +193,11 @@ function counting(
       declare: { durable: true },
       pool: { maxConcurrency: 4, maxQueueSize: 4 },
       recovery,
-      handler: async (m: Message) => {
+      retry: { maxAttempts: 3, backoff: { initialMs: 10, maxMs: 50 } },
+      handler: async (m: Message, { attempt }) => {
         await new Promise((r) => setTimeout(r, 2));
         await hold();
+        fail(m, attempt);
         calls.set(m.id, (calls.get(m.id) ?? 0) + 1);
       },
     }),
@@ -296,6 +304,32 @@ describe('a user confined to one vhost', () => {
     await expectBoundedAttempts(mark);
   });
 
+  it('a user with only what sluice needs (configure its queue and .dlq, write amq.default, read its queue) consumes, retries and dead-letters', async () => {
+    const user = 'sluice-least-svc';
+    const queue = unique('secmin');
+    await node.ctl('add_user', user, LEAST_PASSWORD);
+    await node.ctl('set_permissions', '-p', VHOST, user, `^${queue}(\\.dlq)?$`, '^amq\\.default$', `^${queue}$`);
+    const url = amqps(user, LEAST_PASSWORD, VHOST);
+    const ids = await fill(url, queue, 20);
+    const [flaky, poison] = [ids[3]!, ids[7]!];
+    const { consumer, calls } = counting(url, tls(), {
+      queue,
+      fail: (m, attempt) => {
+        if (m.id === flaky && attempt === 1) throw new Error('flaky once: retried by a republish through amq.default');
+        if (m.id === poison) throw new PermanentError('poison: dead-lettered to the .dlq through amq.default');
+      },
+    });
+    let failures = 0;
+    consumer.on('error', () => failures++);
+    await consumer.start();
+    await until(() => consumer.status().deadLettered === 1 && ids.every((id) => id === poison || calls.has(id)), 'all handled, the poison one dead-lettered', 30_000);
+    await consumer.stop();
+    expect(consumer.status().retried).toBe(1);
+    expect(failures, 'no broker action refused').toBe(0);
+    expect(await depth(url, queue)).toBe(0);
+    expect(await depth(url, `${queue}.dlq`)).toBe(1);
+  });
+
   it('credentials revoked while consuming: down, reconnecting at the backoff pace, then every id handled once they are back', async () => {
     const url = amqps(USER, PASSWORD, VHOST);
     const connectionName = unique('sec-revoked');
@@ -370,7 +404,7 @@ describe('secrets', () => {
     // (amqplib's own text is only in the cause now): the greps below look at the right text.
     expect(text).toContain(`${USER}:***@`);
     expect(text).toContain('Expected ConnectionOpenOk');
-    for (const secret of [PASSWORD, WRONG_PASSWORD, REVOKED_PASSWORD]) {
+    for (const secret of [PASSWORD, WRONG_PASSWORD, REVOKED_PASSWORD, LEAST_PASSWORD]) {
       expect(text).not.toContain(secret);
       expect(text).not.toContain(encodeURIComponent(secret));
     }
