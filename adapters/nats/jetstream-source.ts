@@ -25,6 +25,8 @@ export interface ResolvedJetStreamOptions {
 const MAX_OPEN_REQUESTS = 8;
 const encoder = new TextEncoder();
 const ACK = encoder.encode('+ACK');
+/** Acks remembered to be sent again after a reconnect or a rebinding (see #recentAcks): about 60 KB. */
+const RECENT_ACKS = 1024;
 
 /**
  * JetStream pull consumer whose pulls never ask for more than the pool can take: each pull
@@ -101,11 +103,13 @@ export class JetStreamSource implements Source {
    */
   #acks: JsMsg[] = [];
   /**
-   * Where the last acks went (reply subjects; at most `credit`, all the server can hold unacked for
-   * this consumer). An ack written into a connection that was dying, or that reached a durable's
-   * leader which died before replicating it, is lost: the server holds the message unacked until
-   * ack_wait, and with max_ack_pending full it delivers nothing meanwhile. So they are sent again
-   * after a reconnect and after the durable is bound again (the server ignores a second ack).
+   * Where the last acks went (reply subjects, RECENT_ACKS or the credit if larger). An ack written
+   * into a connection that was dying, or taken by a durable's leader that died before replicating
+   * it, is lost: the server holds the message unacked until ack_wait, and with max_ack_pending full
+   * it delivers nothing meanwhile. So they are sent again after a reconnect and after the durable
+   * is bound again (the server ignores an ack for a message it no longer holds). More than the
+   * credit: when a majority of the durable's servers dies at once, the acks the survivors had not
+   * replicated yet are lost too.
    */
   #recentAcks: string[] = [];
   #recentAckNext = 0;
@@ -402,7 +406,7 @@ export class JetStreamSource implements Source {
   #rememberAck(reply: string): void {
     if (!reply) return;
     this.#recentAcks[this.#recentAckNext] = reply;
-    this.#recentAckNext = (this.#recentAckNext + 1) % this.o.credit;
+    this.#recentAckNext = (this.#recentAckNext + 1) % Math.max(RECENT_ACKS, this.o.credit);
   }
 
   /** See #recentAcks. */

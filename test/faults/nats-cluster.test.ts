@@ -108,8 +108,9 @@ async function durableState(stream: string) {
  */
 async function consumeThroughFault(
   name: string,
-  fault: (ctx: { stream: string; leaders: { stream: string; consumer: string } }) => Promise<{ killed: string }>,
+  fault: (ctx: { stream: string; leaders: { stream: string; consumer: string }; consumer: Consumer<unknown> }) => Promise<{ killed: string }>,
   connectTo: (l: { stream: string; consumer: string }) => string,
+  expectations: { duplicatesAtMost: number; healthWholePause: boolean } = { duplicatesAtMost: MAX_ACK_PENDING, healthWholePause: true },
 ) {
   const { stream, ids } = await numberedStream();
   const before = await separateLeaders(admin, jsm, stream, DURABLE);
@@ -135,7 +136,7 @@ async function consumeThroughFault(
     const atFault = await durableState(stream);
     const handledAtFault = log.calls.size;
     const faultAt = now();
-    const { killed } = await fault({ stream, leaders: before });
+    const { killed } = await fault({ stream, leaders: before, consumer });
     // Acks go on after the failover: new ids handled, and the durable's ack floor moves past where it was.
     await until(() => log.calls.size >= handledAtFault + 300, '300 more ids handled after the fault', 90_000);
     const after = await leaders(jsm, stream, DURABLE, { without: killed });
@@ -163,7 +164,7 @@ async function consumeThroughFault(
     expect(ids.filter((id) => !log.calls.has(id))).toEqual([]);
     // Only what the server had delivered and not seen acked at the fault comes again: at most
     // max_ack_pending, each first handled around the fault (not long before it, not after recovery).
-    expect(log.duplicates()).toBeLessThanOrEqual(MAX_ACK_PENDING);
+    expect(log.duplicates()).toBeLessThanOrEqual(expectations.duplicatesAtMost);
     for (const id of duplicated) {
       expect(log.calls.get(id), id).toBe(2);
       // In flight at the fault: first handled shortly before it or before the pause it caused, never after.
@@ -177,7 +178,7 @@ async function consumeThroughFault(
     expect(health.notOkBetween(faultAt, pause.end), 'health not ok after the fault').toBe(true);
     const noticed = health.samples.find((x) => x.at >= faultAt && x.status !== 'ok')!.at;
     const okWhileStuck = health.samples.filter((x) => x.at > noticed && x.at < pause.end - 1000 && x.status === 'ok');
-    expect(okWhileStuck.map((x) => Math.round(x.at - faultAt)), 'ms after the fault with health ok during the pause').toEqual([]);
+    if (expectations.healthWholePause) expect(okWhileStuck.map((x) => Math.round(x.at - faultAt)), 'ms after the fault with health ok during the pause').toEqual([]);
     expect(consumer.health().status).toBe('ok');
     return report;
   } finally {
@@ -221,6 +222,30 @@ describe('sluice on a three-server NATS cluster, servers killed mid-stream', () 
     );
     expect(r.after.consumer).not.toBe(r.killed);
     await node!.start();
+    await cluster.ready();
+  });
+
+  it('JetStream: two of three servers (both leaders) SIGKILLed: no majority, the consumer waits, not ok; one back, it resumes', async () => {
+    let other: ReturnType<NatsCluster['node']> | undefined;
+    const r = await consumeThroughFault(
+      'two of three killed',
+      async ({ leaders: l, consumer }) => {
+        const first = cluster.node(l.stream);
+        other = cluster.node(l.consumer);
+        await Promise.all([first.kill(), other.kill()]);
+        await until(() => consumer.health().status !== 'ok', 'the consumer says it cannot consume', 60_000);
+        await first.start();
+        return { killed: l.consumer };
+      },
+      (l) => cluster.nodes.find((n) => n.name !== l.stream && n.name !== l.consumer)!.name,
+      // Without a majority the durable's state may miss the last acks the dead leader took, and
+      // the two servers left may elect, lose and elect a leader again: a rebinding that looked
+      // good, then two missed heartbeats (ok meanwhile). Seen: 0-24 duplicates, all in flight
+      // within ms of the kill.
+      { duplicatesAtMost: 2 * MAX_ACK_PENDING, healthWholePause: false },
+    );
+    expect(r.after.consumer).not.toBe(r.killed);
+    await other!.start();
     await cluster.ready();
   });
 
