@@ -304,6 +304,14 @@ describe('a user confined to one vhost', () => {
     await expectBoundedAttempts(mark);
   });
 
+  it("amqplib's connect object with a wrong password: the same clear refusal", async () => {
+    const url = { protocol: 'amqps', hostname: '127.0.0.1', port: TLS_PORT, username: USER, password: WRONG_PASSWORD, vhost: VHOST };
+    const consumer = watched(rabbitConsumer({ url, socketOptions: tls(), queue: unique('sec'), pool: { maxConcurrency: 1, maxQueueSize: 0 }, recovery: RECOVERY, handler: async () => {} }));
+    const { error } = await refusedStart(consumer);
+    expect(error.message).toContain(`amqps://127.0.0.1:${TLS_PORT}/${VHOST}`);
+    expect(error.message).toMatch(new RegExp(`login refused for user "${USER}"`));
+  });
+
   it('a user with only what sluice needs (configure its queue and .dlq, write amq.default, read its queue) consumes, retries and dead-letters', async () => {
     const user = 'sluice-least-svc';
     const queue = unique('secmin');
@@ -408,6 +416,12 @@ describe('secrets', () => {
       expect(text).not.toContain(secret);
       expect(text).not.toContain(encodeURIComponent(secret));
     }
+  });
+
+  it("nor in the broker's own log", async () => {
+    const log = (await readFile(brokerLog)).toString();
+    expect(log).toContain(`user '${USER}'`);
+    for (const secret of [PASSWORD, WRONG_PASSWORD, LEAST_PASSWORD]) expect(log).not.toContain(secret);
   });
 
   it('nothing ever connected to the plain listener: no fallback from amqps', async () => {
