@@ -37,8 +37,11 @@ export interface IssueOptions {
    * server's host name is checked against these, not the common name).
    */
   altNames?: string[];
-  /** A client certificate (extended key usage clientAuth) instead of a server one (serverAuth). */
-  client?: boolean;
+  /**
+   * true: a client certificate (extended key usage clientAuth) instead of a server one
+   * (serverAuth); 'also': both, for a node that is server and client to its peers (a broker cluster).
+   */
+  client?: boolean | 'also';
   /** Validity in days from now. Default 2. */
   days?: number;
 }
@@ -119,7 +122,7 @@ export async function createCA(options: { name?: string; days?: number } = {}): 
         [
           'basicConstraints = critical, CA:FALSE',
           'keyUsage = critical, digitalSignature, keyEncipherment',
-          `extendedKeyUsage = ${client ? 'clientAuth' : 'serverAuth'}`,
+          `extendedKeyUsage = ${client === 'also' ? 'serverAuth, clientAuth' : client ? 'clientAuth' : 'serverAuth'}`,
           ...(altNames.length > 0 ? [`subjectAltName = ${altNames.map(typedAltName).join(', ')}`] : []),
         ].join('\n') + '\n',
       );
