@@ -1,7 +1,7 @@
 import type { JetStreamClient, Msg, NatsClient, NatsClientGeneration, NatsConnection, Subscription } from './client.js';
 import { connectAtStart, deadLetterHeaders, Message, type DeadLetterInfo, type Delivery, type ResolvedRecovery, type Source, type SourceCapabilities, type SourceContext } from '../../src/adapter/index.js';
 import { clientFor, openConnection, watchStatus, type ResolvedConnection } from './connection.js';
-import { fromNatsHeaders, toNatsHeaders } from './message.js';
+import { deadLetterNatsHeaders, receivedHeaders, writableNatsHeaders } from './message.js';
 
 export interface ResolvedCoreOptions {
   connection: ResolvedConnection;
@@ -13,7 +13,7 @@ export interface ResolvedCoreOptions {
 
 /** The error a requester gets, as NATS services (nats.js `services`) send it. */
 function errorReply(client: NatsClient, msg: Msg, code: number, description: string): void {
-  msg.respond(new Uint8Array(), { headers: toNatsHeaders(client, { 'Nats-Service-Error': description, 'Nats-Service-Error-Code': String(code) }) });
+  msg.respond(new Uint8Array(), { headers: writableNatsHeaders(client, { 'Nats-Service-Error': description, 'Nats-Service-Error-Code': String(code) }) });
 }
 
 /**
@@ -118,10 +118,10 @@ export class CoreSource implements Source {
   async publishDeadLetter(data: Uint8Array, headers: Record<string, string>, msgID: string): Promise<void> {
     const subject = this.o.deadLetterSubject!;
     if (this.#deadLetterJs) {
-      await this.#deadLetterJs.publish(subject, data, { headers: toNatsHeaders(this.#client, headers), msgID });
+      await this.#deadLetterJs.publish(subject, data, { headers: deadLetterNatsHeaders(this.#client, headers), msgID });
       return;
     }
-    this.#nc!.publish(subject, data, { headers: toNatsHeaders(this.#client, headers) });
+    this.#nc!.publish(subject, data, { headers: deadLetterNatsHeaders(this.#client, headers) });
     await this.#nc!.flush();
   }
 
@@ -147,10 +147,11 @@ class CoreDelivery implements Delivery<Msg> {
     private readonly msg: Msg,
     private readonly source: CoreSource,
   ) {
+    const { headers, msgId } = receivedHeaders(msg);
     this.message = new Message<Msg>({
       body: msg.data,
-      headers: fromNatsHeaders(msg.headers),
-      id: msg.headers?.get('Nats-Msg-Id') || `${msg.subject}:${msg.sid}:${Date.now().toString(36)}:${(++sequence).toString(36)}`,
+      headers,
+      id: msgId ?? `${msg.subject}:${msg.sid}:${Date.now().toString(36)}:${(++sequence).toString(36)}`,
       key: msg.subject,
       source: source.name.slice('nats:'.length),
       raw: msg,

@@ -1,7 +1,7 @@
 import type { JetStreamClient, NatsClient } from './client.js';
 import type { JsMsg } from './jsmsg.js';
 import { deadLetterHeaders, Message, type DeadLetterInfo, type Delivery } from '../../src/adapter/index.js';
-import { fromNatsHeaders, toNatsHeaders } from './message.js';
+import { deadLetterNatsHeaders, receivedHeaders } from './message.js';
 
 export interface JetStreamScope {
   stream: string;
@@ -39,11 +39,12 @@ export class JetStreamDelivery implements Delivery<JsMsg> {
   ) {
     const info = msg.info;
     this.#epoch = scope.epoch;
+    const { headers, msgId } = receivedHeaders(msg);
     this.message = new Message({
       body: msg.data,
-      headers: fromNatsHeaders(msg.headers),
+      headers,
       // The stream sequence is stable across redeliveries; Nats-Msg-Id is the publisher's id when it set one.
-      id: msg.headers?.get('Nats-Msg-Id') || `${info.stream}:${info.streamSequence}`,
+      id: msgId ?? `${info.stream}:${info.streamSequence}`,
       key: msg.subject,
       source: scope.stream,
       deliveryAttempt: info.deliveryCount,
@@ -96,7 +97,7 @@ export class JetStreamDelivery implements Delivery<JsMsg> {
     // refused publish (no stream captures the subject, the stream is full) throws and leaves the
     // message untouched: the runtime decides what comes next.
     await this.scope.js.publish(this.scope.deadLetterSubject, this.msg.data, {
-      headers: toNatsHeaders(this.scope.client, headers),
+      headers: deadLetterNatsHeaders(this.scope.client, headers),
       msgID: `dlq:${this.msg.info.stream}:${this.msg.info.streamSequence}`,
     });
     this.msg.term();

@@ -34,6 +34,11 @@ export interface ConsumerSpec {
 export interface HostileTarget {
   /** Publishes every case (confirmed by the broker). */
   publish(cases: HostileCase[]): Promise<void>;
+  /** Where it is, for a test that looks at the broker itself (JetStream: the stream and durable). */
+  stream?: string;
+  durable?: string;
+  /** Core NATS keeps nothing for a subscriber that is not there yet: publish once the consumer started. */
+  publishAfterStart?: boolean;
   consumer(spec: ConsumerSpec): Consumer;
   /** Every dead letter, once `n` are there (and then no more arrive). */
   deadLetters(n: number): Promise<DeadRecord[]>;
@@ -89,7 +94,7 @@ export async function runBatch(broker: HostileBroker, cases: HostileCase[], with
   const watch = watchProcess();
   const target = await broker.target();
   try {
-    await target.publish(cases);
+    if (!target.publishAfterStart) await target.publish(cases);
     const consumer = target.consumer({
       schema: withSchema ? Order : undefined,
       retry: { maxAttempts, backoff: { initialMs: 1, maxMs: 5 } },
@@ -102,7 +107,7 @@ export async function runBatch(broker: HostileBroker, cases: HostileCase[], with
         calls.set(c.id, (calls.get(c.id) ?? 0) + 1);
         if (c.mode === 'text') msg.text();
         else if (c.mode === 'json') msg.json();
-        else if (c.mode === 'fail') throw new Error(`refused ${c.id}`);
+        else if (c.mode === 'fail') throw new Error(`refused ${c.id}\r\nsecond line\u2028\tü ✓`); // a multi-line message, as stack-like errors are
       },
     });
     consumer.on('handled', ({ message }) => handled.set(message.id, (handled.get(message.id) ?? 0) + 1));
@@ -112,6 +117,7 @@ export async function runBatch(broker: HostileBroker, cases: HostileCase[], with
     });
     consumer.on('error', ({ error, during }) => errors.push(`${during}: ${String((error as Error)?.message ?? error)}`));
     await consumer.start();
+    if (target.publishAfterStart) await target.publish(cases);
     try {
       await until(() => cases.every((c) => handled.has(c.id) || dead.has(c.id)) || watch.problems.length > 0, 'every message settled', 60_000).catch(() => {
         const open = cases.filter((c) => !handled.has(c.id) && !dead.has(c.id));

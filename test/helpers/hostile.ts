@@ -240,10 +240,16 @@ export function describeCase(c: HostileCase): string {
 }
 
 /**
+ * Room a dead letter needs beyond the original message: the x-sluice-* headers (an error message
+ * of up to 1024 characters, validation issues up to 4 KiB of JSON, ids, source, time), in UTF-8.
+ */
+export const DEAD_LETTER_HEADROOM = 16 * 1024;
+
+/**
  * Messages with bodies of `size` bytes (near a broker's maximum): binary that fails every attempt,
  * JSON that decodes, JSON broken near its end, binary read as text, plain text left alone.
  */
-export function bigCases(prefix: string, size: number, random: () => number): HostileCase[] {
+export function bigCases(prefix: string, size: number, random: () => number, only?: 'handled'): HostileCase[] {
   const noise = () => Uint8Array.from({ length: size }, (_, i) => (i === 0 ? 0xff : Math.floor(random() * 256)));
   const json = () => {
     const head = '{"id":"big","n":1,"pad":"';
@@ -252,11 +258,13 @@ export function bigCases(prefix: string, size: number, random: () => number): Ho
   const broken = json();
   broken[size - 10] = 0xc0; // an overlong form: invalid UTF-8 near the end
   const plain = { attempt: undefined, headers: [], key: null };
-  return [
+  const cases: HostileCase[] = [
     { id: `${prefix}-0`, body: noise(), mode: 'fail', ...plain },
     { id: `${prefix}-1`, body: json(), mode: 'json', ...plain },
     { id: `${prefix}-2`, body: broken, mode: 'json', ...plain },
     { id: `${prefix}-3`, body: noise(), mode: 'text', ...plain },
     { id: `${prefix}-4`, body: bytes('t'.repeat(size)), mode: 'none', ...plain },
   ];
+  // 'handled': only those that end handled (no dead letter, which needs room of its own).
+  return only === 'handled' ? cases.filter((c) => c.mode === 'none' || c.id.endsWith('-1')) : cases;
 }

@@ -1,6 +1,7 @@
 /**
  * Fixes found by the hostile-input property tests (test/faults/hostile-*.test.ts), each pinned
  * here without a broker: what a producer can put in a message must not break settling it.
+ * The NATS messages are the clients' own message classes, parsed from wire bytes.
  */
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -8,6 +9,10 @@ import type { ConsumeMessage } from 'amqplib';
 import { describe, expect, it } from 'vitest';
 import { RabbitDelivery, toMessage } from '../../adapters/rabbitmq/delivery.js';
 import { republishable } from '../../adapters/rabbitmq/header-table.js';
+import type { NatsClient } from '../../adapters/nats/client.js';
+import { deadLetterNatsHeaders, receivedHeaders, toNatsHeaders, writableNatsHeaders } from '../../adapters/nats/message.js';
+import type { MsgHdrs } from '../../adapters/nats/client.js';
+import { headers as natsHeaders } from 'nats';
 import { deadLetterInfo } from '../../src/dead-letter.js';
 
 // amqplib's own table encoder (not exported by its package.json): what a publish runs.
@@ -77,5 +82,45 @@ describe('RabbitMQ: headers of a copy sluice publishes', () => {
       expect(p.headers).not.toHaveProperty('BCC');
       expect(p.headers.keep).toBe('me');
     }
+  });
+});
+
+describe('NATS: headers other clients can send', () => {
+  const encode = (s: string) => new TextEncoder().encode(s);
+  /** A message as each nats.js generation parses it off the wire: header block, then body. */
+  async function received(generation: 'v2' | 'v3', block: string) {
+    const { MsgImpl } = (generation === 'v2' ? require('nats/lib/nats-base-client/msg.js') : await import('@nats-io/nats-core/internal')) as {
+      MsgImpl: new (msg: object, data: Uint8Array, publisher: object) => { headers?: MsgHdrs };
+    };
+    const data = encode(`${block}body`);
+    return new MsgImpl({ subject: encode('s'), reply: encode(''), sid: 1, hdr: encode(block).length, size: data.length }, data, {});
+  }
+
+  for (const generation of ['v2', 'v3'] as const) {
+    it(`${generation}: a header name nats.js refuses is read, not thrown (a throw there stops the connection's reader)`, async () => {
+      const msg = await received(generation, 'NATS/1.0\r\nwith space: 1\r\nNats-Msg-Id: m-1\r\nünï: ✓\r\nok: a\r\nok: b\r\n\r\n');
+      expect(() => msg.headers).toThrow(/header/i); // what the client does with it
+      expect(receivedHeaders(msg)).toEqual({ headers: { 'with space': '1', 'Nats-Msg-Id': 'm-1', 'ünï': '✓', ok: 'a' }, msgId: 'm-1' });
+    });
+  }
+
+  it('decodable headers are read as the client reads them', async () => {
+    const msg = await received('v2', 'NATS/1.0\r\nNats-Msg-Id: m-2\r\nok: a\r\nok: b\r\n\r\n');
+    expect(receivedHeaders(msg)).toEqual({ headers: { 'Nats-Msg-Id': 'm-2', ok: 'a' }, msgId: 'm-2' });
+    expect(receivedHeaders({ headers: undefined })).toEqual({ headers: {}, msgId: undefined });
+  });
+
+  const client = { headers: () => natsHeaders() } as unknown as NatsClient;
+
+  it('what sluice writes back (a dead letter, an error reply) never makes the client throw: names percent-encoded, CR/LF in values as spaces', () => {
+    const record = { 'with space': '1', 'a:b': '2', 'ünï': '3', error: 'line one\r\nline two\nthree' };
+    expect(() => toNatsHeaders(client, record)).toThrow(); // the strict one the publisher keeps
+    const h = writableNatsHeaders(client, record);
+    expect(Object.fromEntries(h.keys().map((k) => [k, h.get(k)]))).toEqual({ 'with%20space': '1', 'a%3Ab': '2', '%C3%BCn%C3%AF': '3', error: 'line one  line two three' });
+  });
+
+  it("a dead letter drops the original's Nats-* headers: directions to the server that would make the dead-letter stream refuse it or roll it up", () => {
+    const h = deadLetterNatsHeaders(client, { 'Nats-Expected-Stream': 'ORDERS', 'Nats-Rollup': 'sub', 'nats-msg-id': 'x', 'x-sluice-reason': 'max-attempts', keep: 'me' });
+    expect(h.keys().sort()).toEqual(['keep', 'x-sluice-reason']);
   });
 });

@@ -1,0 +1,197 @@
+/**
+ * Hostile input on the shared nats-server (4222): JetStream (a fresh stream and dead-letter stream
+ * per run) and core NATS (a fresh subject, dead letters into a stream). Messages are published at
+ * the protocol level (HPUB), so they carry what other clients can send and nats.js would refuse:
+ * header names with spaces, control or non-ASCII bytes, values with invalid UTF-8, repeated
+ * headers, empty values, server directives (`Nats-Expected-Stream`, `Nats-Rollup`, …) and a
+ * status in the header line; bodies up to the server's max_payload less the headers.
+ */
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { natsConsumer, natsSubscriber } from '../../adapters/nats/index.js';
+import { bigCases, DEAD_LETTER_HEADROOM, headerValue, hostileBatch, type HostileCase, type HostileValue } from '../helpers/hostile.js';
+import { headerBlock, lineBytes, RawNats, readStream, valueLines } from '../helpers/hostile-nats.js';
+import { checkHostile, HOSTILE_SEED, runBatch, type HostileBroker, type HostileTarget } from '../helpers/hostile-run.js';
+import { natsFixture, type NatsFixture } from '../helpers/nats.js';
+import { unique } from '../helpers/names.js';
+import { seededRandom } from '../helpers/random.js';
+import { until } from '../helpers/wait.js';
+
+let nats: NatsFixture;
+let raw: RawNats;
+beforeAll(async () => {
+  nats = await natsFixture();
+  raw = await RawNats.open(nats.url);
+});
+afterAll(async () => {
+  raw?.close();
+  await nats?.close();
+});
+
+/** `{{stream}}` in a value becomes the stream the message is published to (the original publish must be stored). */
+const STREAM = '{{stream}}';
+
+/** Server directives a producer may set; on JetStream only those the original stream accepts. */
+const jetStreamDirectives = fc.constantFrom<[string, HostileValue]>(['Nats-Expected-Stream', { kind: 'string', value: STREAM }], ['Nats-Msg-Size', { kind: 'string', value: '12' }]);
+const coreDirectives = fc.oneof(
+  jetStreamDirectives,
+  fc.constantFrom<[string, HostileValue]>(
+    ['Nats-Rollup', { kind: 'string', value: 'sub' }],
+    ['Nats-Expected-Last-Sequence', { kind: 'string', value: '999999' }],
+    ['Nats-Expected-Last-Msg-Id', { kind: 'string', value: 'nope' }],
+    ['Nats-Expected-Stream', { kind: 'string', value: 'ANOTHER' }],
+  ),
+);
+/** Names only the protocol allows (nats.js refuses them): spaces, control and non-ASCII bytes. */
+const oddName = fc.tuple(fc.constantFrom('with space', 'tab\there', 'ünïcode', 'x\u0001y', ' lead', 'trail '), headerValue);
+
+/** A case's header block: the id as Nats-Msg-Id, its headers, the attempt header, sometimes a status line. */
+function headersOf(c: HostileCase, stream: string, status: string): Buffer {
+  const lines: [Uint8Array, Uint8Array][] = [[lineBytes('Nats-Msg-Id', true), lineBytes(c.id, false)]];
+  for (const [name, v] of c.headers) lines.push(...valueLines(name, v.kind === 'string' ? { kind: 'string', value: v.value.replace(STREAM, stream) } : v));
+  if (c.attempt !== undefined) lines.push(...valueLines('x-sluice-attempt', c.attempt));
+  return headerBlock(lines, status);
+}
+
+/** Some messages carry a status in the header line, as the server's own control messages do. */
+const statusOf = (c: HostileCase) => (c.id.endsWith('7') ? ['408 Request Timeout', '404 No Messages', '503', '100 Idle Heartbeat', '409 Consumer Deleted'][Number(c.id.slice(-2, -1)) % 5 || 0]! : '');
+
+const pool = { maxConcurrency: 4, maxQueueSize: 16 };
+
+/** The header block of a message that carries only its id. */
+const idBlock = (id: string) => headerBlock([[lineBytes('Nats-Msg-Id', true), lineBytes(id, false)]]);
+
+const jetstream: HostileBroker = {
+  name: 'NATS JetStream',
+  maxAttempts: 3,
+  start: () => 1, // the server's delivery count is the attempt; the header is only a header
+  async target(): Promise<HostileTarget> {
+    const { stream, subject, dlq } = await nats.stream('HOSTILE');
+    const durable = unique('hostile');
+    return {
+      stream,
+      durable,
+      async publish(cases) {
+        for (const c of cases) raw.publish(`${subject}.in`, headersOf(c, stream, statusOf(c)), c.body);
+        await raw.flush();
+        let stored = 0;
+        await until(() => stored >= cases.length, `${cases.length} messages stored in ${stream}`, 30_000, async () => (stored = (await nats.jsm.streams.info(stream)).state.messages));
+      },
+      consumer: (spec) => natsConsumer({ servers: nats.url, stream, durable, consumerConfig: { ack_wait: 5_000_000_000 }, deadLetter: { subject: dlq }, pool, ...spec }),
+      deadLetters: (n) => deadLettersIn(`${stream}_DLQ`, n),
+      async settled() {
+        let open = -1;
+        await until(() => open === 0, `durable ${durable} with nothing pending or unacked`, 30_000, async () => {
+          const info = await nats.jsm.consumers.info(stream, durable);
+          open = info.num_pending + info.num_ack_pending;
+        });
+      },
+      remove: async () => {
+        await nats.jsm.streams.delete(stream).catch(() => {});
+        await nats.jsm.streams.delete(`${stream}_DLQ`).catch(() => {});
+      },
+    };
+  },
+};
+
+const core: HostileBroker = {
+  name: 'core NATS',
+  maxAttempts: 1,
+  start: () => 1,
+  async target(): Promise<HostileTarget> {
+    const { stream, dlq } = await nats.stream('HOSTILE_CORE'); // only its dead-letter stream is used
+    const subject = unique('sluice-hostile-core');
+    return {
+      publishAfterStart: true,
+      async publish(cases) {
+        for (const c of cases) raw.publish(subject, headersOf(c, stream, statusOf(c)), c.body);
+        await raw.flush();
+      },
+      // At most once: a pool that takes the whole batch, so that nothing is dropped for overload here.
+      consumer: (spec) => natsSubscriber({ servers: nats.url, subject, deadLetter: { subject: dlq }, pool: { maxConcurrency: 4, maxQueueSize: 1000 }, ...spec }),
+      deadLetters: (n) => deadLettersIn(`${stream}_DLQ`, n),
+      settled: async () => {},
+      remove: async () => {
+        await nats.jsm.streams.delete(stream).catch(() => {});
+        await nats.jsm.streams.delete(`${stream}_DLQ`).catch(() => {});
+      },
+    };
+  },
+};
+
+async function deadLettersIn(stream: string, n: number) {
+  let stored = 0;
+  await until(() => stored >= n, `${n} dead letters in ${stream}`, 30_000, async () => (stored = (await nats.jsm.streams.info(stream)).state.messages));
+  return (await readStream(nats.nc, stream, stored)).map((m) => ({
+    id: m.headers['x-sluice-message-id'],
+    reason: m.headers['x-sluice-reason'],
+    error: m.headers['x-sluice-error'],
+    errorName: m.headers['x-sluice-error-name'],
+    attempts: m.headers['x-sluice-attempts'],
+    body: m.data,
+  }));
+}
+
+describe('hostile input on NATS JetStream', () => {
+  it('handlers that decode, and handlers that do not', async () => {
+    await checkHostile(jetstream, hostileBatch('js', 50, 150, fc.oneof(jetStreamDirectives, oddName)), { withSchema: false, runs: 3 });
+  });
+
+  it('a consumer with a schema', async () => {
+    await checkHostile(jetstream, hostileBatch('js-schema', 50, 150, fc.oneof(jetStreamDirectives, oddName)), { withSchema: true, runs: 2 });
+  });
+
+  it("bodies of the server's max_payload less their headers: handled; dead-lettered with room for the dead letter's headers", async () => {
+    const size = raw.maxPayload - idBlock('js-big-0').length;
+    await runBatch(jetstream, bigCases('js-big', size, seededRandom(HOSTILE_SEED), 'handled'), false);
+    await runBatch(jetstream, bigCases('js-dead', size - DEAD_LETTER_HEADROOM, seededRandom(HOSTILE_SEED)), false);
+  });
+
+  it('a dead letter larger than max_payload is kept in the durable and reported, not lost, and the rest flows', async () => {
+    const target = await jetstream.target();
+    try {
+      const [big] = bigCases('js-huge', raw.maxPayload - idBlock('js-huge-0').length, seededRandom(HOSTILE_SEED));
+      const small = bigCases('js-small', 100, seededRandom(HOSTILE_SEED), 'handled');
+      await target.publish([big!, ...small]);
+      const handled = new Set<string>();
+      const errors: string[] = [];
+      const consumer = target.consumer({
+        retry: { maxAttempts: 1, backoff: { initialMs: 1, maxMs: 5 } },
+        handler: async (msg) => {
+          if (msg.id === big!.id) throw new Error('refused');
+        },
+      });
+      consumer.on('handled', ({ message }) => handled.add(message.id));
+      consumer.on('error', ({ error, during }) => errors.push(`${during}: ${String((error as Error).message)}`));
+      await consumer.start();
+      try {
+        await until(() => handled.size === small.length && errors.some((e) => /MAX_PAYLOAD/i.test(e)), 'the small ones handled and the big dead letter refused', 30_000);
+        // Degraded once the tries are spent and the message is set aside (nak with a delay).
+        await until(() => consumer.health().status === 'degraded', 'health degraded', 30_000);
+      } finally {
+        await consumer.stop({ timeoutMs: 5_000 });
+      }
+      expect(errors.every((e) => e.startsWith('dead-letter')), errors.join('\n')).toBe(true);
+      const info = await nats.jsm.consumers.info(target.stream!, target.durable!);
+      expect(info.num_pending + info.num_ack_pending, 'the big message is still in the durable').toBe(1);
+    } finally {
+      await target.remove();
+    }
+  });
+});
+
+describe('hostile input on core NATS', () => {
+  it('handlers that decode, and handlers that do not', async () => {
+    await checkHostile(core, hostileBatch('core', 50, 150, fc.oneof(coreDirectives, oddName)), { withSchema: false, runs: 3 });
+  });
+
+  it('a consumer with a schema', async () => {
+    await checkHostile(core, hostileBatch('core-schema', 50, 150, fc.oneof(coreDirectives, oddName)), { withSchema: true, runs: 2 });
+  });
+
+  it("bodies of the server's max_payload less their headers: handled; dead-lettered with room for the dead letter's headers", async () => {
+    const size = raw.maxPayload - idBlock('core-big-0').length;
+    await runBatch(core, bigCases('core-big', size, seededRandom(HOSTILE_SEED), 'handled'), false);
+    await runBatch(core, bigCases('core-dead', size - DEAD_LETTER_HEADROOM, seededRandom(HOSTILE_SEED)), false);
+  });
+});
