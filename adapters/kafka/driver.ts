@@ -26,6 +26,7 @@ export interface DriverBatch {
   readonly messages: KafkaMessageRecord[];
   /** The last offset the fetch covered (transaction markers included): what "everything taken" steps over. */
   lastOffset(): string;
+
 }
 
 /**
@@ -69,6 +70,12 @@ export interface DriverHandlers {
    * goes round). Only observed (tests, liveness); the adapter needs none.
    */
   fetched?(): void;
+  /**
+   * A broker answered a fetch request (empty answers too; not a round that ended in an error). What
+   * lets the adapter see a member that can fetch nothing while its client retries silently
+   * (fetch-watch.ts); a driver that never calls it is not judged by it.
+   */
+  fetchAnswered?(): void;
 }
 
 export interface JoinOptions {

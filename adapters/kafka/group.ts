@@ -1,9 +1,12 @@
 import { redactError, type SourceEvent } from '../../src/adapter/index.js';
 import type { DriverBatchPayload, GroupMember, KafkaDriver } from './driver.js';
+import { FetchWatch } from './fetch-watch.js';
 import type { ResolvedKafkaOptions } from './options.js';
 import { PartitionState, partitionId, type PauseReason } from './partition.js';
 
 const noop = () => {};
+/** The shortest time without a fetch answered reported as "cannot consume" (the default maxWaitTimeInMs is 500). */
+const FETCH_OVERDUE_MIN_MS = 2000;
 
 export interface GroupHooks {
   eachBatch(payload: DriverBatchPayload): Promise<void>;
@@ -31,12 +34,20 @@ export class Group {
   pauses = 0;
   resumes = 0;
   #crashes = 0;
+  /** Reports a member that stays in the group but whose fetches nobody answers (the partition leaders down or unreachable). */
+  readonly fetchWatch: FetchWatch;
+  /** Batches with the adapter now: the client fetches no more from their broker until they return. */
+  #inBatch = 0;
 
   constructor(
     private readonly o: ResolvedKafkaOptions,
     private readonly name: string,
     private readonly hooks: GroupHooks,
-  ) {}
+  ) {
+    const afterMs = Math.max(FETCH_OVERDUE_MIN_MS, 4 * o.maxWaitTimeInMs);
+    const due = () => this.joined && !this.stopped && this.#inBatch === 0 && [...this.states.values()].some((s) => !s.pausedInClient && !s.revoked);
+    this.fetchWatch = new FetchWatch(due, afterMs, name, (event) => this.hooks.report(event));
+  }
 
   get driver(): KafkaDriver {
     return this.o.driver;
@@ -70,7 +81,8 @@ export class Group {
         maxWaitTimeInMs: o.maxWaitTimeInMs,
       },
       {
-        batch: (payload) => this.hooks.eachBatch(payload),
+        batch: (payload) => this.#eachBatch(payload),
+        fetchAnswered: () => this.fetchWatch.answered(),
         assigned: (assignment) => {
           this.#onJoin(assignment);
           joined();
@@ -102,6 +114,15 @@ export class Group {
       this.states.clear();
       await member.leave().catch(noop);
       throw error;
+    }
+  }
+
+  async #eachBatch(payload: DriverBatchPayload): Promise<void> {
+    this.#inBatch++;
+    try {
+      await this.hooks.eachBatch(payload);
+    } finally {
+      this.#inBatch--;
     }
   }
 

@@ -85,6 +85,7 @@ export class KafkaSource implements Source, KafkaSourceView {
     const where = `${o.where} (group ${JSON.stringify(o.groupId)})`;
     await connectAtStart(this, where, o.recovery, context, () => this.#group.join(context.signal, () => this.#connectDeadLetters()));
     this.#commits.start();
+    this.#group.fetchWatch.start();
     context.report({ type: 'connected', detail: `${this.name} (group ${o.groupId}) at ${o.where}` });
   }
 
@@ -125,6 +126,7 @@ export class KafkaSource implements Source, KafkaSourceView {
     group.stopped = true;
     this.#outcomes.stop();
     this.#commits.stop();
+    group.fetchWatch.stop();
     await this.#commits.commit();
     // The epoch ends: a delivery still out (abandoned at the stop deadline) is stale from now on.
     for (const state of group.states.values()) state.revoke();

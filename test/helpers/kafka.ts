@@ -116,6 +116,7 @@ export class DriverWatch extends EventEmitter<{
           },
           crashed: (error, restart) => handlers.crashed(error, restart),
           fetched: () => watch.emit('fetched'),
+          fetchAnswered: () => handlers.fetchAnswered?.(),
         });
         const mark = (topic: string, partition: number, paused: boolean) => {
           let set = watch.#paused.get(topic);
@@ -183,11 +184,13 @@ export interface KafkaFixtureOptions {
   deleteOnClose?: boolean;
   /** How long close() lets each consumer drain. Default 1000 ms. */
   stopTimeoutMs?: number;
+  /** The brokers to use (a private cluster's). Default: the shared broker of `kafkaBrokers()`. */
+  brokers?: string[];
 }
 
 export async function kafkaFixture(options: KafkaFixtureOptions = {}): Promise<KafkaFixture> {
   const { deleteOnClose = false, stopTimeoutMs = 1000 } = options;
-  const brokers = await kafkaBrokers();
+  const brokers = options.brokers ?? (await kafkaBrokers());
   const client = new Kafka({ clientId: 'sluice-test', brokers, logLevel: logLevel.NOTHING });
   const admin = client.admin();
   await admin.connect();

@@ -52,6 +52,8 @@ class KafkajsMember implements GroupMember {
     client.on(client.events.REBALANCING, () => handlers.rebalancing());
     client.on(client.events.CRASH, ({ payload }) => handlers.crashed(payload.error, payload.restart));
     if (handlers.fetched) client.on(client.events.FETCH, () => handlers.fetched?.());
+    // A round also ends after a fetch error kafkajs recovers from by itself; only a network answer shows a broker serving.
+    if (handlers.fetchAnswered) client.on(client.events.REQUEST, ({ payload }) => payload.apiName === 'Fetch' && handlers.fetchAnswered?.());
     this.client = client;
   }
 

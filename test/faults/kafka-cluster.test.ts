@@ -1,0 +1,153 @@
+/**
+ * A sluice kafkaConsumer on a private three-node KRaft cluster (RF 3, min.insync.replicas 2,
+ * scripts/kafka-cluster), consuming a numbered stream produced while it runs, through: the SIGKILL
+ * of the broker leading its partitions (restarted later), a rolling restart of all three, and a
+ * connection cut through the TCP proxy that node 3's advertised listener points at (so clients
+ * cannot bypass it). Each: every id handled, redeliveries no more than what was handled but not
+ * yet committed, committed offsets at the end of every partition, health not ok while it cannot
+ * consume and ok after. The driver is SLUICE_KAFKA_DRIVER (test/helpers/kafka.ts).
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startKafkaCluster, type KafkaCluster, type NodeId } from '../helpers/kafka-cluster.js';
+import { kafkaFixture, type KafkaFixture } from '../helpers/kafka.js';
+import { produceStream, watchStream, type StreamRun } from '../helpers/kafka-stream.js';
+import { until } from '../helpers/wait.js';
+
+let cluster: KafkaCluster;
+let kafka: KafkaFixture;
+
+beforeAll(async () => {
+  cluster = await startKafkaCluster({ proxied: 3 });
+  kafka = await kafkaFixture({ brokers: cluster.brokers });
+});
+
+afterAll(async () => {
+  await kafka?.close();
+  await cluster?.close();
+});
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+const PARTITIONS = 6;
+const N = 2400;
+const RATE = 200;
+/** The consumer reports "cannot consume" after this long without a fetch answered (adapters/kafka/group.ts). */
+const CANNOT_CONSUME_AFTER_MS = 2000;
+
+interface Outcome {
+  run: StreamRun;
+  faultAt: number;
+  /** The longest stretch without a handler call after the fault. */
+  gap: { from: number; to: number; ms: number };
+  /** Health samples from the fault to the end of that gap. */
+  healthInGap: string[];
+  log: string[];
+}
+
+/**
+ * Produces N ids at RATE a second into a fresh topic led by `leader`, consumes them with a slow
+ * handler, runs `fault` once a quarter is handled, then waits until every id is handled, every
+ * partition's committed offset is at its end and health is ok.
+ */
+async function throughFault(leader: NodeId, fault: (topic: string, run: StreamRun, log: (line: string) => void) => Promise<void>): Promise<Outcome> {
+  const topic = await cluster.topic(PARTITIONS, { leader });
+  const groupId = kafka.group();
+  const lines: string[] = [];
+  const t0 = performance.now();
+  const log = (line: string) => lines.push(`${((performance.now() - t0) / 1000).toFixed(1)}s ${line}`);
+  let run!: StreamRun;
+  const c = kafka.consumer({
+    groupId,
+    topics: [topic],
+    pool: { maxConcurrency: 4, maxQueueSize: 8 },
+    handler: async (msg) => {
+      run.handled(msg);
+      await sleep(5);
+    },
+  });
+  run = watchStream(c);
+  c.on('connection', (e) => log(`connection ${e.state}: ${e.detail ?? ''}`));
+  c.on('error', (e) => log(`error (${e.during}): ${(e.error as Error).message}`));
+  const stream = produceStream(kafka.publisher, topic, N, RATE);
+  try {
+    await c.start();
+    await until(() => run.distinct >= N / 4, `a quarter of ${N} handled`, 120_000);
+    const faultAt = performance.now();
+    log(`fault, ${run.distinct} handled`);
+    await fault(topic, run, log);
+    await stream.done;
+    log(`all produced (${stream.resends} batches sent again)`);
+    await until(() => run.missing(stream.ids).length === 0, `all ${N} ids handled`, 120_000);
+    let offsets = { committed: [] as number[], end: [] as number[] };
+    await until(
+      () => offsets.end.length === PARTITIONS && offsets.committed.every((o, i) => o === offsets.end[i]),
+      `committed offsets at the end of every partition (last read: ${JSON.stringify(offsets)})`,
+      60_000,
+      async () => (offsets = await kafka.offsets(groupId, topic).catch(() => offsets)),
+    );
+    await until(() => c.health().status === 'ok', 'health ok after the fault', 60_000);
+    const gap = run.longestGap(faultAt);
+    const healthInGap = [...new Set(run.health(faultAt, gap.to).map((h) => (h.status === 'ok' ? 'ok' : `${h.status}: ${h.reasons.join('; ')}`)))];
+    log(`done: ${run.redelivered()} redelivered, at most ${run.maxUncommitted(faultAt)} uncommitted, longest pause ${Math.round(gap.ms)} ms, health ${JSON.stringify(healthInGap)}`);
+    return { run, faultAt, gap, healthInGap, log: lines };
+  } finally {
+    run.stop();
+    console.log(lines.join('\n'));
+    await c.stop({ timeoutMs: 2000 });
+  }
+}
+
+/** Every id handled, redeliveries within what was uncommitted, health not ok in a pause long enough to be seen. */
+function expectRecovered(o: Outcome): void {
+  expect(o.run.redelivered()).toBeLessThanOrEqual(o.run.maxUncommitted(o.faultAt));
+  if (o.gap.ms > 2 * CANNOT_CONSUME_AFTER_MS) expect(o.healthInGap.some((h) => h !== 'ok')).toBe(true);
+}
+
+describe('kafkaConsumer on a three-node cluster', () => {
+  it('the broker leading every consumed partition is SIGKILLed mid-stream and restarted later', async () => {
+    const o = await throughFault(1, async (topic, run, log) => {
+      const leader = (await cluster.leaderOf(topic, 0)) as NodeId;
+      expect(leader).toBe(1);
+      await cluster.kill(leader);
+      log(`node ${leader} killed`);
+      const at = run.distinct;
+      await until(() => run.distinct > at + 100, 'consuming from the new leaders', 120_000);
+      log(`consuming again, leader of partition 0 now ${await cluster.leaderOf(topic, 0)}`);
+      await cluster.start(leader);
+      log(`node ${leader} restarted`);
+    });
+    expectRecovered(o);
+    // A leader lost without a controlled shutdown: its partitions wait for the controller to fence it.
+    expect(o.gap.ms).toBeGreaterThan(2 * CANNOT_CONSUME_AFTER_MS);
+  });
+
+  it('a rolling restart of all three brokers (controlled shutdowns, each back in sync before the next)', async () => {
+    const o = await throughFault(2, async (topic, _run, log) => {
+      for (const node of [1, 2, 3] as NodeId[]) {
+        await cluster.stop(node);
+        log(`node ${node} stopped`);
+        await cluster.start(node);
+        await cluster.inSync(topic);
+        log(`node ${node} back and in sync`);
+      }
+    });
+    expectRecovered(o);
+  });
+
+  it("the connections to the partitions' leader are cut and refused at the TCP proxy, then let through again", async () => {
+    const proxy = cluster.proxy!;
+    const o = await throughFault(3, async (topic, run, log) => {
+      expect(await cluster.leaderOf(topic, 0)).toBe(3);
+      proxy.setEnabled(false);
+      proxy.cutAll();
+      log('proxy cut and refusing');
+      const at = run.distinct;
+      // Refused until the consumer has said it cannot consume: the outage is as long as that takes.
+      await until(() => run.health(performance.now() - 200).some((h) => h.status !== 'ok'), 'health not ok while cut off', 60_000);
+      log(`health not ok, ${run.distinct - at} handled meanwhile`);
+      proxy.setEnabled(true);
+      log('proxy letting through');
+    });
+    expectRecovered(o);
+    expect(o.healthInGap.some((h) => h !== 'ok')).toBe(true);
+  });
+});
