@@ -16,7 +16,7 @@ import { AckPolicy } from 'nats';
 import { natsConsumer, type NatsConsumerOptions } from '../../adapters/nats/index.js';
 import type { Consumer, Message } from '../../src/index.js';
 import { jsonLogger, logConsumer } from '../../src/ops/index.js';
-import { makeTestCerts, type TestCerts } from '../helpers/nats-certs.js';
+import { createCA, type CertificateAuthority, type IssuedCertificate } from '../helpers/tls.js';
 import { natsConnect, natsJetStream, natsJetStreamManager, untilJetStreamAnswers } from '../helpers/nats.js';
 import { startNatsProcess, type NatsProcess } from '../helpers/nats-process.js';
 import { unique } from '../helpers/names.js';
@@ -52,22 +52,25 @@ async function server(name: string, port: number, config: string): Promise<Serve
   }) as Server;
 }
 
-let certs: TestCerts;
+/** Our CA, a server and a client certificate it signed, and a server certificate from another CA. */
+const certs = {} as { ca: CertificateAuthority; rogueCa: CertificateAuthority; server: IssuedCertificate; client: IssuedCertificate; rogueServer: IssuedCertificate };
 const servers: Record<'tls' | 'rogueTls' | 'password' | 'token', Server> = {} as never;
 
 beforeAll(async () => {
-  certs = makeTestCerts();
-  const tls = (cert: string, key: string) => `tls { cert_file: "${cert}", key_file: "${key}", ca_file: "${certs.caFile}", verify: true, timeout: 2 }`;
+  [certs.ca, certs.rogueCa] = await Promise.all([createCA({ name: 'sluice NATS test CA' }), createCA({ name: 'another CA' })]);
+  const host = { altNames: ['localhost', '127.0.0.1'] };
+  [certs.server, certs.client, certs.rogueServer] = await Promise.all([certs.ca.issue('localhost', host), certs.ca.issue('sluice-consumer', { client: true }), certs.rogueCa.issue('localhost', host)]);
+  const tls = (c: IssuedCertificate) => `tls { cert_file: "${c.certPath}", key_file: "${c.keyPath}", ca_file: "${certs.ca.certPath}", verify: true, timeout: 2 }`;
   [servers.tls, servers.rogueTls, servers.password, servers.token] = await Promise.all([
-    server('tls', 14301, tls(certs.serverCertFile, certs.serverKeyFile)),
-    server('rogue-tls', 14302, tls(certs.rogueServerCertFile, certs.rogueServerKeyFile)),
+    server('tls', 14301, tls(certs.server)),
+    server('rogue-tls', 14302, tls(certs.rogueServer)),
     server('password', 14303, `authorization { user: sluice, password: "${PASSWORD}" }`),
     server('token', 14304, `authorization { token: "${TOKEN}" }`),
   ]);
 });
 afterAll(async () => {
   await Promise.all(Object.values(servers).map((s) => s?.dispose()));
-  certs?.dispose();
+  await Promise.all([certs.ca?.dispose(), certs.rogueCa?.dispose()]);
 });
 
 /** Everything a consumer says: log lines (the ops logger at debug), every event, and what start() threw, with causes. */
@@ -107,7 +110,7 @@ async function refusedAtStart(target: Server, consumer: Consumer<unknown>) {
 }
 
 describe.each(['v2', 'v3'] as const)('NATS security, %s client', (client) => {
-  const tlsOptions = () => ({ caFile: certs.caFile, certFile: certs.clientCertFile, keyFile: certs.clientKeyFile });
+  const tlsOptions = () => ({ caFile: certs.ca.certPath, certFile: certs.client.certPath, keyFile: certs.client.keyPath });
   const consumerOn = (servers_: string, extra: Partial<NatsConsumerOptions>) =>
     natsConsumer({
       client,
@@ -183,7 +186,7 @@ describe.each(['v2', 'v3'] as const)('NATS security, %s client', (client) => {
     // With TLS 1.3 the server checks the client's certificate after the client thinks the
     // handshake is done; neither client generation reports the server's alert, so the attempt
     // ends at connectOptions.timeout (20 s by default) with TIMEOUT. docs/nats.md says so.
-    const consumer = consumerOn(servers.tls.url, { connectOptions: { tls: { caFile: certs.caFile }, timeout: 2000 } });
+    const consumer = consumerOn(servers.tls.url, { connectOptions: { tls: { caFile: certs.ca.certPath }, timeout: 2000 } });
     const r = await refusedAtStart(servers.tls, consumer);
     expect(r.error.message).toMatch(/could not connect to nats:\/\/127\.0\.0\.1:14301 after \d attempt\(s\): .*timeout/i);
   });
