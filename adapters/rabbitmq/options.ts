@@ -126,6 +126,12 @@ export function resolveAddresses(owner: string, value: unknown, socketOptions?: 
     const name = Array.isArray(value) ? `url[${i}]` : 'url';
     if (typeof url === 'string') {
       if (url.trim() === '') throw new TypeError(`${owner}: option "${name}" must be a non-empty string`);
+      if (!parsesAsAmqp(url)) {
+        // amqplib would only say "Expected amqp: or amqps: as the protocol; got ".
+        throw new TypeError(
+          `${owner}: option "${name}" (${describeAddress(url)}) is not an amqp:// or amqps:// URL; percent-encode special characters of the user name and password (encodeURIComponent)`,
+        );
+      }
     } else if (typeof url !== 'object' || url === null || Array.isArray(url)) {
       throw new TypeError(`${owner}: option "${name}" must be an amqp:// URL or amqplib's connect object, got ${url === null ? 'null' : typeof url}`);
     }
@@ -135,6 +141,15 @@ export function resolveAddresses(owner: string, value: unknown, socketOptions?: 
     }
     return address;
   });
+}
+
+/** As amqplib reads a URL string (WHATWG URL). */
+function parsesAsAmqp(url: string): boolean {
+  try {
+    return /^amqps?:$/.test(new URL(url).protocol);
+  } catch {
+    return false;
+  }
 }
 
 /** The scheme amqplib connects with: the URL's, or the connect object's `protocol` (default amqp). */

@@ -27,3 +27,15 @@ describe('RabbitMQ TLS options', () => {
     await expect(rabbitPublisher({ url: 'amqp://127.0.0.1:1', socketOptions: { ca } })).rejects.toThrow(/rabbitPublisher: option "socketOptions" has TLS settings \(ca\)/);
   });
 });
+
+describe('RabbitMQ URL options', () => {
+  it('a URL amqplib cannot read throws at construction, without its password, saying to percent-encode', () => {
+    const build = (url: string) => () => rabbitConsumer({ ...base, url });
+    expect(build('amqp://svc:Pw#sl/7f@mq:5672/v')).toThrow(
+      'rabbitConsumer("orders"): option "url" (amqp://svc:***@mq:5672/v) is not an amqp:// or amqps:// URL; percent-encode special characters of the user name and password (encodeURIComponent)',
+    );
+    expect(build('http://mq:15672')).toThrow(/option "url" \(http:\/\/mq:15672\) is not an amqp:\/\/ or amqps:\/\/ URL/);
+    expect(() => rabbitConsumer({ ...base, url: ['amqp://a', 'mq:5672'] })).toThrow(/option "url\[1\]" \(mq:5672\)/);
+    expect(build(`amqp://svc:${encodeURIComponent('Pw#sl/7f')}@mq:5672/v?heartbeat=10`)).not.toThrow();
+  });
+});
