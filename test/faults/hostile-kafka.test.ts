@@ -6,7 +6,7 @@
  * per run, deleted afterwards.
  */
 import { ConfigResourceTypes, type IHeaders, type Producer } from 'kafkajs';
-import { afterAll, beforeAll, describe, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bigCases, DEAD_LETTER_HEADROOM, hostileBatch, type HostileCase, type HostileValue } from '../helpers/hostile.js';
 import { checkHostile, HOSTILE_SEED, runBatch, type DeadRecord, type HostileBroker } from '../helpers/hostile-run.js';
 import { createTopic, kafkaFixture, type KafkaFixture } from '../helpers/kafka.js';
@@ -67,15 +67,22 @@ function headersOf(c: HostileCase): IHeaders {
 
 const text = (v: IHeaders[string]) => (v === undefined ? undefined : (Array.isArray(v) ? v[0] : v)?.toString());
 
-const kafkaBroker: HostileBroker = {
+/** Kafka with a fresh topic, `<topic>.dlq` (its max.message.bytes when given) and group per run. */
+const kafkaBroker = (dlqMaxMessageBytes?: number): HostileBroker => ({
   name: 'Kafka',
   maxAttempts: 3,
   start: () => 1, // Kafka's attempts are counted in the adapter, not read from a header
   async target() {
     const topic = await kafka.topic(2, 'sluice-hostile');
-    await createTopic(kafka.admin, `${topic}.dlq`, 1);
+    if (dlqMaxMessageBytes === undefined) await createTopic(kafka.admin, `${topic}.dlq`, 1);
+    else {
+      const configEntries = [{ name: 'max.message.bytes', value: String(dlqMaxMessageBytes) }];
+      await kafka.admin.createTopics({ topics: [{ topic: `${topic}.dlq`, numPartitions: 1, configEntries }], waitForLeaders: true });
+    }
     const groupId = kafka.group('sluice-hostile');
     return {
+      stream: topic,
+      durable: groupId,
       async publish(cases) {
         const messages = cases.map((c, i) => ({
           key: c.key === null ? null : Buffer.from(c.key),
@@ -111,7 +118,7 @@ const kafkaBroker: HostileBroker = {
       },
     };
   },
-};
+});
 
 /** The topic's max.message.bytes as the broker has it (the default topic config unless set). */
 async function maxMessageBytes(): Promise<number> {
@@ -122,17 +129,53 @@ async function maxMessageBytes(): Promise<number> {
 
 describe('hostile input on Kafka', () => {
   it('handlers that decode, and handlers that do not', async () => {
-    await checkHostile(kafkaBroker, hostileBatch('kafka', 50, 150), { withSchema: false, runs: 3 });
+    await checkHostile(kafkaBroker(), hostileBatch('kafka', 50, 150), { withSchema: false, runs: 3 });
   });
 
   it('a consumer with a schema', async () => {
-    await checkHostile(kafkaBroker, hostileBatch('kafka-schema', 50, 150), { withSchema: true, runs: 2 });
+    await checkHostile(kafkaBroker(), hostileBatch('kafka-schema', 50, 150), { withSchema: true, runs: 2 });
   });
 
   it("bodies near the topic's max.message.bytes: handled; dead-lettered with room for the dead letter's headers", async () => {
+    const max = await maxMessageBytes();
     // A record batch of one record adds about 100 bytes (batch header, record framing, the id header).
-    const size = (await maxMessageBytes()) - 200;
-    await runBatch(kafkaBroker, bigCases(unique('kafka-big'), size, seededRandom(HOSTILE_SEED), 'handled'), false);
-    await runBatch(kafkaBroker, bigCases(unique('kafka-dead'), size - DEAD_LETTER_HEADROOM, seededRandom(HOSTILE_SEED)), false);
+    const size = max - 200;
+    await runBatch(kafkaBroker(), bigCases(unique('kafka-big'), size, seededRandom(HOSTILE_SEED), 'handled'), false);
+    await runBatch(kafkaBroker(), bigCases(unique('kafka-dead'), size - DEAD_LETTER_HEADROOM, seededRandom(HOSTILE_SEED)), false);
+    // What docs/operations.md advises: a dead-letter topic that takes DEAD_LETTER_HEADROOM more.
+    await runBatch(kafkaBroker(max + DEAD_LETTER_HEADROOM), bigCases(unique('kafka-roomy'), size, seededRandom(HOSTILE_SEED)), false);
+  });
+
+  it('a dead letter larger than the dead-letter topic takes is kept (its offset open) and reported, and the rest flows', async () => {
+    const target = await kafkaBroker().target();
+    try {
+      const [big] = bigCases(unique('kafka-huge'), (await maxMessageBytes()) - 200, seededRandom(HOSTILE_SEED));
+      const small = Array.from({ length: 20 }, (_, i) => bigCases(`kafka-small-${i}`, 100, seededRandom(i), 'handled')[0]!);
+      await target.publish([big!, ...small]);
+      const handled = new Set<string>();
+      const errors: string[] = [];
+      const consumer = target.consumer({
+        retry: { maxAttempts: 1, backoff: { initialMs: 1, maxMs: 5 } },
+        handler: async (msg) => {
+          if (msg.id === big!.id) throw new Error('refused');
+        },
+      });
+      consumer.on('handled', ({ message }) => handled.add(message.id));
+      consumer.on('error', ({ error, during }) => errors.push(`${during}: ${String((error as Error).message)}`));
+      await consumer.start();
+      try {
+        await until(() => handled.size === small.length && errors.length > 0, 'the small ones handled and the big dead letter refused', 30_000);
+        await until(() => consumer.health().status === 'degraded', 'health degraded', 30_000);
+      } finally {
+        await consumer.stop({ timeoutMs: 5_000 });
+      }
+      expect(errors.every((e) => e.startsWith('dead-letter')), errors.join('\n')).toBe(true);
+      expect(errors.some((e) => /larger than the max message size/i.test(e)), errors.join('\n')).toBe(true);
+      const { committed, end } = await kafka.offsets(target.durable!, target.stream!);
+      const lag = end.reduce((sum, e, p) => sum + e - Math.max(0, committed[p] ?? 0), 0);
+      expect(lag, 'the big message (and what its partition has after it) is not committed').toBeGreaterThanOrEqual(1);
+    } finally {
+      await target.remove();
+    }
   });
 });
