@@ -313,6 +313,22 @@ describe('a user confined to one vhost', () => {
     expect(error.message).toMatch(new RegExp(`login refused for user "${USER}"`));
   });
 
+  it('a password pasted into the URL without percent-encoding: refused at construction, the password not shown', () => {
+    const url = `amqps://${USER}:${PASSWORD}@127.0.0.1:${TLS_PORT}/${VHOST}`; // its '#' and '/' break the URL
+    const construct = () => rabbitConsumer({ url, socketOptions: tls(), queue: unique('sec'), pool: { maxConcurrency: 1, maxQueueSize: 0 }, handler: async () => {} });
+    const error = (() => {
+      try {
+        construct();
+      } catch (e) {
+        return e as Error;
+      }
+      throw new Error('constructed');
+    })();
+    said.push(inspect(error, { depth: 10 }));
+    expect(error.message).toContain(`amqps://${USER}:***@127.0.0.1:${TLS_PORT}/${VHOST}`);
+    expect(error.message).toMatch(/percent-encode/);
+  });
+
   it('a user with only what sluice needs (configure its queue and .dlq, write amq.default, read its queue) consumes, retries and dead-letters', async () => {
     const user = 'sluice-least-svc';
     const queue = unique('secmin');
