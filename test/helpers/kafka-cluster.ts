@@ -172,3 +172,67 @@ export async function startKafkaCluster(options: KafkaClusterOptions = {}): Prom
     throw error;
   }
 }
+
+const SINGLE_SCRIPT = fileURLToPath(new URL('../../scripts/kafka', import.meta.url));
+const LIBS = fileURLToPath(new URL('../../.kafka/libs', import.meta.url));
+
+export interface KafkaNodeOptions {
+  /** Client port on 127.0.0.1 (controller port + 1, inter-broker port + 2). */
+  port: number;
+  /** The client listener's protocol. */
+  security: 'PLAINTEXT' | 'SASL_PLAINTEXT' | 'SSL' | 'SASL_SSL';
+  /** SCRAM-SHA-256/512 users, `{ name: password }` (letters, digits, `.`, `_`, `-`). */
+  scramUsers?: Record<string, string>;
+  /** The server's certificate (chain) and key, PEM files, for SSL and SASL_SSL. */
+  tls?: { certPath: string; keyPath: string };
+}
+
+export interface KafkaNode {
+  readonly broker: string;
+  /** Stops the node by pid and removes its work dir. */
+  close(): Promise<void>;
+}
+
+/** A private single Kafka node (`scripts/kafka` in a temp work dir, sharing the jar cache), e.g. with a SASL_SSL client listener. */
+export async function startKafkaNode(options: KafkaNodeOptions): Promise<KafkaNode> {
+  const work = mkdtempSync(join(tmpdir(), 'sluice-kafka-node-'));
+  const env: Record<string, string> = {
+    ...(process.env as Record<string, string>),
+    KAFKA_WORK: work,
+    KAFKA_LIBS: LIBS,
+    KAFKA_PORT: String(options.port),
+    KAFKA_CONTROLLER_PORT: String(options.port + 1),
+    KAFKA_SECURITY: options.security,
+    KAFKA_SCRAM_USERS: Object.entries(options.scramUsers ?? {})
+      .map(([name, password]) => `${name}:${password}`)
+      .join(','),
+    KAFKA_TLS_CERT: options.tls?.certPath ?? '',
+    KAFKA_TLS_KEY: options.tls?.keyPath ?? '',
+  };
+  const onExit = () => {
+    try {
+      const pid = Number(readFileSync(join(work, 'kafka.pid'), 'utf8').trim());
+      if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(work)) process.kill(pid, 'SIGKILL');
+    } catch {
+      // not running
+    }
+    rmSync(work, { recursive: true, force: true });
+  };
+  process.on('exit', onExit);
+  const stop = async () => {
+    try {
+      await run('bash', [SINGLE_SCRIPT, 'stop'], { env, timeout: 60_000 });
+    } finally {
+      onExit();
+      process.off('exit', onExit);
+    }
+  };
+  try {
+    await run('bash', [SINGLE_SCRIPT, 'start'], { env, timeout: 240_000 });
+  } catch (error) {
+    await stop().catch(() => {});
+    const e = error as { stderr?: string; message: string };
+    throw new Error(`scripts/kafka start (private ${options.security} node on ${options.port}) failed: ${e.message}\n${e.stderr ?? ''}`, { cause: error });
+  }
+  return { broker: `127.0.0.1:${options.port}`, close: stop };
+}

@@ -25,6 +25,8 @@ export interface TcpProxy {
   readonly host: string;
   /** Number of client connections currently forwarded. */
   readonly activeConnections: number;
+  /** Client connections accepted since the proxy started (how often a client tried). */
+  readonly accepted: number;
   /** Reset every live connection, on both sides. New connections are still accepted if enabled. */
   cutAll(): void;
   /**
@@ -42,8 +44,10 @@ export async function startTcpProxy(options: TcpProxyOptions): Promise<TcpProxy>
   const pairs = new Set<readonly [Socket, Socket]>();
   let listening = false;
   let closed = false;
+  let accepted = 0;
 
   const server: Server = createServer((client) => {
+    accepted++;
     const upstream = connect({ host: targetHost, port: targetPort });
     const pair = [client, upstream] as const;
     pairs.add(pair);
@@ -89,6 +93,9 @@ export async function startTcpProxy(options: TcpProxyOptions): Promise<TcpProxy>
     host,
     get activeConnections() {
       return pairs.size;
+    },
+    get accepted() {
+      return accepted;
     },
     cutAll,
     setEnabled(enabled: boolean) {
