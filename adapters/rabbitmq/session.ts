@@ -1,5 +1,5 @@
 import type { Channel, ChannelModel, ConfirmChannel } from 'amqplib';
-import type { EventEmitter } from 'node:events';
+import { setMaxListeners, type EventEmitter } from 'node:events';
 import { redactError, redactText } from '../../src/redact.js';
 import { AckBatcher } from './acks.js';
 import type { Endpoints } from './endpoints.js';
@@ -40,7 +40,7 @@ export class Session {
   /** Why the broker blocks the publishing connection, while it does. */
   #blocked: string | undefined;
   /** Aborted when the broker blocks publishing: confirms waited for then would come only after the alarm. */
-  #publishing = new AbortController();
+  #publishing = Session.#controller();
 
   private constructor(
     readonly connection: ChannelModel,
@@ -88,10 +88,17 @@ export class Session {
     };
     this.#onUnblocked = () => {
       this.#blocked = undefined;
-      this.#publishing = new AbortController();
+      this.#publishing = Session.#controller();
     };
     publisher.on('blocked', this.#onBlocked);
     publisher.on('unblocked', this.#onUnblocked);
+  }
+
+  /** Every confirm awaited on the session listens on it: many at once is expected, not a leak. */
+  static #controller(): AbortController {
+    const controller = new AbortController();
+    setMaxListeners(0, controller.signal);
+    return controller;
   }
 
   readonly #onBlocked: (reason: unknown) => void;

@@ -7,7 +7,7 @@
  * ok after, and the queue ends empty. The cluster is started once for the file.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { countingConsumer, declareQuorum, publishNumbered, queueDepth, queueLeader, type CountingConsumer } from '../helpers/rabbit-faults.js';
+import { countingConsumer, declareQueues, publishNumbered, queueDepth, queueLeader, type CountingConsumer } from '../helpers/rabbit-faults.js';
 import { startRabbitCluster, type RabbitNode, type RabbitNodes } from '../helpers/rabbit-node.js';
 import { unique } from '../helpers/names.js';
 import { until } from '../helpers/wait.js';
@@ -33,7 +33,7 @@ const byName = (erlangName: string) => nodes.find((n) => erlangName === `${n.nam
 /** Declares a quorum queue through `leader` (3.10 places the leader on the declaring node), fills it, and starts a consumer on `urls`. */
 async function consume(queue: string, leader: RabbitNode, urls: string[]): Promise<{ ids: string[]; c: CountingConsumer }> {
   // The consumer declares them again, with the same arguments: its dead-letter queue is a quorum queue too.
-  await declareQuorum(leader.url, queue);
+  await declareQueues(leader.url, queue, 'quorum');
   const ids = await publishNumbered(leader.url, queue, N);
   const c = countingConsumer({
     url: urls,

@@ -24,14 +24,15 @@ export async function publishNumbered(url: string | string[], queue: string, n: 
 }
 
 /**
- * Declares `queue` and its `<queue>.dlq` as quorum queues through `url`: RabbitMQ 3.10 places a
- * new quorum queue's leader on the node the declaring client is connected to.
+ * Declares `queue` and its `<queue>.dlq`, durable, through `url`: RabbitMQ 3.10 places a new
+ * quorum queue's leader on the node the declaring client is connected to.
  */
-export async function declareQuorum(url: string, queue: string): Promise<void> {
+export async function declareQueues(url: string, queue: string, type: 'classic' | 'quorum'): Promise<void> {
   const connection = await connect(url);
   try {
     const channel = await connection.createChannel();
-    for (const name of [queue, `${queue}.dlq`]) await channel.assertQueue(name, { durable: true, arguments: { 'x-queue-type': 'quorum' } });
+    const args = type === 'quorum' ? { 'x-queue-type': 'quorum' } : undefined;
+    for (const name of [queue, `${queue}.dlq`]) await channel.assertQueue(name, { durable: true, arguments: args });
   } finally {
     await connection.close();
   }
@@ -78,8 +79,8 @@ export interface CountingConsumer {
 }
 
 type Options = Omit<RabbitConsumerOptions, 'handler' | 'batchHandler'> & {
-  /** Delay of each handler call. Default 5 ms. */
-  handlerMs?: number;
+  /** Delay of each handler call (cut short by its signal), or a function of the message and its call number. Default 5 ms. */
+  handlerMs?: number | ((message: Message, call: number) => number);
   /** Throws for these calls (after counting them). */
   fail?: (message: Message, call: number) => boolean;
 };
@@ -96,7 +97,11 @@ export function countingConsumer(options: Options): CountingConsumer {
     handler: async (m: Message, { signal }) => {
       const call = (calls.get(m.id) ?? 0) + 1;
       calls.set(m.id, call);
-      await new Promise((r) => setTimeout(r, handlerMs));
+      const ms = typeof handlerMs === 'number' ? handlerMs : handlerMs(m, call);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, ms);
+        signal.addEventListener('abort', () => (clearTimeout(timer), resolve()), { once: true });
+      });
       if (gate) await gate;
       if (signal.aborted) throw signal.reason;
       if (fail?.(m, call)) throw new Error(`handler fails ${m.id} (call ${call})`);
