@@ -110,7 +110,10 @@ export class RabbitDelivery implements Delivery<ConsumeMessage> {
     const target = this.scope.deadLetter;
     const [exchange, routingKey] =
       'queue' in target ? ['', target.queue] : [target.exchange, target.routingKey ?? this.message.key ?? this.scope.queue];
-    await publishConfirmed(this.session.confirm, exchange, routingKey, this.raw.content, this.#copy(deadLetterHeaders(this.message, info)), signal);
+    const options = this.#copy(deadLetterHeaders(this.message, info));
+    // The producer's TTL is for the message in its queue: a dead letter must stay until someone looks.
+    delete options.expiration;
+    await publishConfirmed(this.session.confirm, exchange, routingKey, this.raw.content, options, signal);
     this.ack();
   }
 

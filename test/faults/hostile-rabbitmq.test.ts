@@ -2,11 +2,11 @@
  * Hostile input on the shared RabbitMQ (5672): bodies and headers of every type an AMQP table
  * holds (strings, numbers incl. NaN / Infinity / 1e308 as doubles, arrays, byte arrays, booleans,
  * void, nested tables), sluice's own `x-sluice-attempt` with hostile values, the reserved `CC`
- * header, bodies of a few MB. A fresh queue (and .dlq) per run, deleted afterwards.
+ * header, a producer's TTL (expiration), bodies of a few MB. A fresh queue (and .dlq) per run, deleted afterwards.
  */
 import type { ConfirmChannel } from 'amqplib';
 import fc from 'fast-check';
-import { afterAll, beforeAll, describe, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rabbitConsumer } from '../../adapters/rabbitmq/index.js';
 import { bigCases, headerValue, hostileBatch, startAttempt, type HostileValue } from '../helpers/hostile.js';
 import { checkHostile, HOSTILE_SEED, runBatch, type HostileBroker } from '../helpers/hostile-run.js';
@@ -67,7 +67,9 @@ const rabbitmq: HostileBroker = {
           const headers: Record<string, unknown> = {};
           for (const [name, v] of c.headers) headers[name] = value(v);
           if (c.attempt !== undefined) headers['x-sluice-attempt'] = value(c.attempt);
-          publishing.publish('', queue, Buffer.from(c.body), { messageId: c.id, headers, persistent: true });
+          // Every third one with a TTL (long enough not to expire here): its dead letter must not inherit it.
+          const expiration = Number(c.id.slice(c.id.lastIndexOf('-') + 1)) % 3 === 0 ? '600000' : undefined;
+          publishing.publish('', queue, Buffer.from(c.body), { messageId: c.id, headers, persistent: true, expiration });
         }
         await publishing.waitForConfirms();
       },
@@ -76,7 +78,10 @@ const rabbitmq: HostileBroker = {
         let depth = 0;
         await until(() => depth >= n, `${n} dead letters in ${queue}.dlq`, 30_000, async () => (depth = (await rabbit.depth(`${queue}.dlq`)).messageCount));
         const text = (v: unknown) => (v === undefined ? undefined : String(v));
-        return (await rabbit.drain(`${queue}.dlq`)).map((m) => {
+        const letters = await rabbit.drain(`${queue}.dlq`);
+        const expiring = letters.filter((m) => m.properties.expiration !== undefined).map((m) => String(m.properties.messageId));
+        expect(expiring, 'dead letters that would expire from the dead-letter queue').toEqual([]);
+        return letters.map((m) => {
           const h = m.properties.headers ?? {};
           return {
             id: text(h['x-sluice-message-id']),
@@ -104,11 +109,11 @@ const rabbitmq: HostileBroker = {
 
 describe('hostile input on RabbitMQ', () => {
   it('handlers that decode, and handlers that do not', async () => {
-    await checkHostile(rabbitmq, hostileBatch('rmq', 50, 150, reserved), { withSchema: false, runs: 3 });
+    await checkHostile(rabbitmq, hostileBatch('rmq', 50, 150, reserved), { withSchema: false, runs: 8 });
   });
 
   it('a consumer with a schema', async () => {
-    await checkHostile(rabbitmq, hostileBatch('rmq-schema', 50, 150, reserved), { withSchema: true, runs: 2 });
+    await checkHostile(rabbitmq, hostileBatch('rmq-schema', 50, 150, reserved), { withSchema: true, runs: 4 });
   });
 
   it('bodies of 4 MiB', async () => {

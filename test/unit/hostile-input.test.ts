@@ -57,18 +57,20 @@ describe('RabbitMQ: headers of a copy sluice publishes', () => {
   });
 
   /** A RabbitDelivery on a session whose confirm channel records what is published (and confirms it). */
-  function recorded(headers: Record<string, unknown>) {
-    const published: { queue: string; headers: Record<string, unknown> }[] = [];
+  function recorded(headers: Record<string, unknown>, properties: Record<string, unknown> = {}) {
+    const published: { queue: string; headers: Record<string, unknown>; expiration?: string }[] = [];
     const confirm = {
       on() {},
-      publish(_exchange: string, queue: string, _content: Buffer, options: { headers: Record<string, unknown> }, done: (error: unknown) => void) {
-        published.push({ queue, headers: options.headers });
+      publish(_exchange: string, queue: string, _content: Buffer, options: { headers: Record<string, unknown>; expiration?: string }, done: (error: unknown) => void) {
+        published.push({ queue, headers: options.headers, expiration: options.expiration });
         done(null);
         return true;
       },
     };
     const session = { alive: true, confirm, acks: { ack() {}, release() {} }, publishable: () => new AbortController().signal };
-    const delivery = new RabbitDelivery(consumed(headers), session as never, { queue: 'q', deadLetter: { queue: 'q.dlq' } });
+    const message = consumed(headers);
+    Object.assign(message.properties, properties);
+    const delivery = new RabbitDelivery(message, session as never, { queue: 'q', deadLetter: { queue: 'q.dlq' } });
     return { delivery, published };
   }
 
@@ -82,6 +84,13 @@ describe('RabbitMQ: headers of a copy sluice publishes', () => {
       expect(p.headers).not.toHaveProperty('BCC');
       expect(p.headers.keep).toBe('me');
     }
+  });
+
+  it("a dead letter does not inherit the producer's TTL (it would expire from the dead-letter queue); a retry copy keeps it", async () => {
+    const { delivery, published } = recorded({}, { expiration: '60000' });
+    await delivery.retry(0, 2);
+    await delivery.deadLetter(deadLetterInfo(new Error('no'), 2, 'q', 'max-attempts'));
+    expect(published.map((p) => [p.queue, p.expiration])).toEqual([['q', '60000'], ['q.dlq', undefined]]);
   });
 });
 
