@@ -129,11 +129,11 @@ async function maxMessageBytes(): Promise<number> {
 
 describe('hostile input on Kafka', () => {
   it('handlers that decode, and handlers that do not', async () => {
-    await checkHostile(kafkaBroker(), hostileBatch('kafka', 50, 150), { withSchema: false, runs: 3 });
+    await checkHostile(kafkaBroker(), hostileBatch('kafka', 50, 150), { withSchema: false, runs: 6 });
   });
 
   it('a consumer with a schema', async () => {
-    await checkHostile(kafkaBroker(), hostileBatch('kafka-schema', 50, 150), { withSchema: true, runs: 2 });
+    await checkHostile(kafkaBroker(), hostileBatch('kafka-schema', 50, 150), { withSchema: true, runs: 3 });
   });
 
   it("bodies near the topic's max.message.bytes: handled; dead-lettered with room for the dead letter's headers", async () => {
