@@ -46,6 +46,8 @@ export interface KafkaCluster {
   leaderOf(topic: string, partition: number): Promise<number>;
   /** Resolves once every partition of the topic has a leader and all 3 replicas in sync. */
   inSync(topic: string): Promise<void>;
+  /** The node coordinating a consumer group now: the leader of its `__consumer_offsets` partition. */
+  coordinatorOf(groupId: string): Promise<number>;
   /** SIGKILL a node (its data stays). */
   kill(node: NodeId): Promise<void>;
   /** Controlled shutdown of a node (SIGTERM: it hands its leaderships over first). */
@@ -81,6 +83,13 @@ function killNodesNow(work: string): void {
       // gone already
     }
   }
+}
+
+/** The `__consumer_offsets` partition of a group, as the broker picks it: abs(Java's String.hashCode) modulo the partitions. */
+export function groupPartition(groupId: string, partitions: number): number {
+  let hash = 0;
+  for (let i = 0; i < groupId.length; i++) hash = (Math.imul(hash, 31) + groupId.charCodeAt(i)) | 0;
+  return (hash === -2147483648 ? 0 : Math.abs(hash)) % partitions;
 }
 
 export async function startKafkaCluster(options: KafkaClusterOptions = {}): Promise<KafkaCluster> {
@@ -150,6 +159,15 @@ export async function startKafkaCluster(options: KafkaClusterOptions = {}): Prom
         return p.leader;
       },
       inSync,
+      async coordinatorOf(groupId) {
+        // Created by the first FindCoordinator; describeGroups sends one.
+        await a.describeGroups([groupId]);
+        const partitions = await partitionsOf('__consumer_offsets');
+        const partition = groupPartition(groupId, partitions.length);
+        const p = partitions.find((x) => x.partitionId === partition);
+        if (!p) throw new Error(`coordinatorOf: __consumer_offsets has no partition ${partition}`);
+        return p.leader;
+      },
       ...nodes,
       async close() {
         await a.disconnect().catch(() => {});
