@@ -59,7 +59,7 @@ async function readAll(topic: string, n: number): Promise<{ key: Buffer | null; 
 
 /** A case's headers: its id as `message-id`, its own headers, the attempt header. */
 function headersOf(c: HostileCase): IHeaders {
-  const headers: IHeaders = { 'message-id': c.id };
+  const headers: IHeaders = Object.assign(Object.create(null), { 'message-id': c.id }); // a header may be named __proto__
   for (const [name, v] of c.headers) if (name !== 'message-id') headers[name] = value(v) as IHeaders[string];
   if (c.attempt !== undefined) headers['x-sluice-attempt'] = value(c.attempt) as IHeaders[string];
   return headers;

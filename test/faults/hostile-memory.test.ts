@@ -26,7 +26,7 @@ const memory: HostileBroker = {
     return {
       async publish(cases) {
         for (const c of cases) {
-          const headers: Record<string, HeaderValue> = {};
+          const headers: Record<string, HeaderValue> = Object.create(null); // a header may be named __proto__
           for (const [name, v] of c.headers) headers[name] = value(v);
           if (c.attempt !== undefined) headers['x-sluice-attempt'] = value(c.attempt);
           broker.publish(queue, c.body, { id: c.id, headers, key: c.key === null ? undefined : Buffer.from(c.key).toString('utf8') });

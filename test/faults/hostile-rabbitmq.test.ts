@@ -64,7 +64,7 @@ const rabbitmq: HostileBroker = {
     return {
       async publish(cases) {
         for (const c of cases) {
-          const headers: Record<string, unknown> = {};
+          const headers: Record<string, unknown> = Object.create(null); // a header may be named __proto__
           for (const [name, v] of c.headers) headers[name] = value(v);
           if (c.attempt !== undefined) headers['x-sluice-attempt'] = value(c.attempt);
           // Every third one with a TTL (long enough not to expire here): its dead letter must not inherit it.

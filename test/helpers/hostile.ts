@@ -125,6 +125,10 @@ export const headerName: fc.Arbitrary<string> = fc.oneof(
     'x-sluice-source',
     'X-Sluice-Attempt', // another case of the attempt header
     'content-type',
+    '__proto__', // names that are also members of every JS object
+    'constructor',
+    'toString',
+    'hasOwnProperty',
   ),
 );
 
