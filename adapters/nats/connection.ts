@@ -75,12 +75,15 @@ export async function clientFor(owner: string, c: ResolvedConnection): Promise<N
 
 /**
  * Connects (or borrows). The client reconnects by itself for as long as the consumer runs
- * (`maxReconnectAttempts: -1` unless told otherwise); the first connect fails fast and clearly.
+ * (`maxReconnectAttempts: -1` unless told otherwise), also through credentials the server refuses
+ * for a while (`ignoreAuthErrorAbort: true`: by default the client closes the connection for good
+ * after the same authorization error twice, which left the consumer down until restarted, even
+ * once the server took the credentials again); the first connect fails fast and clearly.
  */
 export async function openConnection(c: ResolvedConnection, name: string, client: NatsClient): Promise<{ nc: NatsConnection; owned: boolean }> {
   if (c.connection) return { nc: c.connection, owned: false };
   try {
-    const nc = await client.connect({ name, maxReconnectAttempts: -1, reconnectTimeWait: 250, ...c.connectOptions, servers: c.servers });
+    const nc = await client.connect({ name, maxReconnectAttempts: -1, reconnectTimeWait: 250, ignoreAuthErrorAbort: true, ...c.connectOptions, servers: c.servers });
     return { nc, owned: true };
   } catch (cause) {
     const reason = redactError(cause);
@@ -106,12 +109,26 @@ export function watchStatus(
 ): void {
   void (async () => {
     let reconnects = 0;
+    // Reported as transitions: while credentials are refused the client says 'disconnect' and the
+    // same error on every attempt (several a second), then 'reconnect' once per attempt at once.
+    let down = false;
+    let lastError = '';
     for await (const s of nc.status()) {
       const data = statusDetail(s);
       const detail = `NATS ${s.type}${data ? `: ${redactText(data)}` : ''}`;
-      if (s.type === 'disconnect') report({ type: 'disconnected', detail });
-      else if (s.type === 'reconnect') report({ type: 'recovered', detail, attempts: ++reconnects });
-      else if (s.type === 'error') report({ type: 'error', error: new Error(detail), detail: 'nats status' });
+      if (s.type === 'disconnect') {
+        if (down) continue;
+        down = true;
+        report({ type: 'disconnected', detail });
+      } else if (s.type === 'reconnect') {
+        if (!down) continue;
+        down = false;
+        lastError = '';
+        report({ type: 'recovered', detail, attempts: ++reconnects });
+      } else if (s.type === 'error') {
+        if (detail !== lastError) report({ type: 'error', error: new Error(detail), detail: 'nats status' });
+        lastError = detail;
+      }
       onChange?.(s.type);
     }
   })().catch(() => {});

@@ -12,7 +12,7 @@
  * until consumption resumes, ok after. Core NATS (at most once) — what is lost is one contiguous
  * run of what was published while the subscriber had no server, nothing after.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AckPolicy, type JetStreamManager, type NatsConnection } from 'nats';
 import { nanos } from '../../adapters/nats/client.js';
 import { natsConsumer, natsPublisher, natsSubscriber, type NatsPublisher } from '../../adapters/nats/index.js';
@@ -39,6 +39,11 @@ beforeAll(async () => {
   jsm = await natsJetStreamManager(admin);
   publisher = await natsPublisher({ connection: admin });
 });
+// A test that failed with a server down must not leave it down for the next.
+afterEach(async () => {
+  await Promise.all(cluster.nodes.filter((n) => !n.running).map((n) => n.start()));
+  await cluster.ready();
+});
 afterAll(async () => {
   await admin?.close().catch(() => {});
   await cluster?.dispose();
@@ -47,13 +52,17 @@ afterAll(async () => {
 const now = () => performance.now();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** An R3 stream holding ids n-0 … n-<MESSAGES-1>, and its durable. ack_wait 10 s, longer than a failover: an ack lost at the fault and not sent again would stall the durable (max_ack_pending full) with health ok, which the health check below catches. */
+/**
+ * An R3 stream holding ids n-0 … n-<MESSAGES-1>, and its durable with the default ack_wait (30 s),
+ * longer than a failover: an ack lost at the fault and not sent again would stall the durable
+ * (max_ack_pending full) with health ok, which the health check below catches.
+ */
 async function numberedStream(): Promise<{ stream: string; ids: string[] }> {
   const stream = unique('FAULT').toUpperCase().replace(/-/g, '_');
   const subject = stream.toLowerCase();
   await untilJetStreamAnswers(() => jsm.streams.add({ name: stream, subjects: [`${subject}.>`], num_replicas: 3 }));
   await untilJetStreamAnswers(() =>
-    jsm.consumers.add(stream, { durable_name: DURABLE, ack_policy: AckPolicy.Explicit, ack_wait: nanos(10_000), max_deliver: -1, max_ack_pending: MAX_ACK_PENDING }),
+    jsm.consumers.add(stream, { durable_name: DURABLE, ack_policy: AckPolicy.Explicit, ack_wait: nanos(30_000), max_deliver: -1, max_ack_pending: MAX_ACK_PENDING }),
   );
   const ids = Array.from({ length: MESSAGES }, (_, i) => `n-${i}`);
   for (let i = 0; i < ids.length; i += 500) {
@@ -112,7 +121,7 @@ async function consumeThroughFault(
   name: string,
   fault: (ctx: { stream: string; leaders: { stream: string; consumer: string }; consumer: Consumer<unknown> }) => Promise<{ killed: string }>,
   connectTo: (l: { stream: string; consumer: string }) => string,
-  expectations: { duplicatesAtMost: number; healthWholePause: boolean } = { duplicatesAtMost: MAX_ACK_PENDING, healthWholePause: true },
+  expectations: { duplicatesAtMost: number; healthWholePause: boolean } = { duplicatesAtMost: 2 * MAX_ACK_PENDING, healthWholePause: true },
 ) {
   const { stream, ids } = await numberedStream();
   const before = await separateLeaders(admin, jsm, stream, DURABLE);
@@ -164,8 +173,11 @@ async function consumeThroughFault(
     };
     console.log(JSON.stringify(report));
     expect(ids.filter((id) => !log.calls.has(id))).toEqual([]);
-    // Only what the server had delivered and not seen acked at the fault comes again: at most
-    // max_ack_pending, each first handled around the fault (not long before it, not after recovery).
+    // Only what was unacked at the fault as the surviving servers know it comes again: what the
+    // dead leader had delivered and not seen acked (≤ max_ack_pending), plus acks it took and had
+    // not replicated yet, when the new leader delivers them before the acks sent again reach it
+    // (seen once: 32, after an election longer than ack_wait was then, 10 s). So: each first
+    // handled around the fault (not long before it, not after recovery), and a cap on the count.
     expect(log.duplicates()).toBeLessThanOrEqual(expectations.duplicatesAtMost);
     for (const id of duplicated) {
       expect(log.calls.get(id), id).toBe(2);

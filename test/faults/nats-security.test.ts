@@ -54,18 +54,19 @@ async function server(name: string, port: number, config: string): Promise<Serve
 
 /** Our CA, a server and a client certificate it signed, and a server certificate from another CA. */
 const certs = {} as { ca: CertificateAuthority; rogueCa: CertificateAuthority; server: IssuedCertificate; client: IssuedCertificate; rogueServer: IssuedCertificate };
-const servers: Record<'tls' | 'rogueTls' | 'password' | 'token', Server> = {} as never;
+const servers: Record<'tls' | 'rogueTls' | 'password' | 'token' | 'rotating', Server> = {} as never;
 
 beforeAll(async () => {
   [certs.ca, certs.rogueCa] = await Promise.all([createCA({ name: 'sluice NATS test CA' }), createCA({ name: 'another CA' })]);
   const host = { altNames: ['localhost', '127.0.0.1'] };
   [certs.server, certs.client, certs.rogueServer] = await Promise.all([certs.ca.issue('localhost', host), certs.ca.issue('sluice-consumer', { client: true }), certs.rogueCa.issue('localhost', host)]);
   const tls = (c: IssuedCertificate) => `tls { cert_file: "${c.certPath}", key_file: "${c.keyPath}", ca_file: "${certs.ca.certPath}", verify: true, timeout: 2 }`;
-  [servers.tls, servers.rogueTls, servers.password, servers.token] = await Promise.all([
+  [servers.tls, servers.rogueTls, servers.password, servers.token, servers.rotating] = await Promise.all([
     server('tls', 14301, tls(certs.server)),
     server('rogue-tls', 14302, tls(certs.rogueServer)),
     server('password', 14303, `authorization { user: sluice, password: "${PASSWORD}" }`),
     server('token', 14304, `authorization { token: "${TOKEN}" }`),
+    server('rotating', 14305, `authorization { user: sluice, password: "${PASSWORD}" }`),
   ]);
 });
 afterAll(async () => {
@@ -228,6 +229,53 @@ describe.each(['v2', 'v3'] as const)('NATS security, %s client', (client) => {
       expect(r.error.message, how).toMatch(/authorization violation/i);
       expect(seen.leaked(), how).toEqual([]);
       expect(SECRETS.filter((s) => r.full.includes(s)), how).toEqual([]);
+    }
+  });
+
+  it('credentials refused while it runs (the server changed the password): down, one authorization error, retrying; back once they are taken again', async () => {
+    const target = servers.rotating;
+    const credentials = { user: 'sluice', pass: PASSWORD };
+    const nc = await natsConnect({ servers: target.url, ...credentials }, client);
+    const stream = unique('ROT').toUpperCase().replace(/-/g, '_');
+    await untilJetStreamAnswers(async () => (await natsJetStreamManager(nc)).streams.add({ name: stream, subjects: [`${stream.toLowerCase()}.>`] }));
+    await nc.close();
+    const handled = new Set<string>();
+    const consumer = consumerOn(target.url, { stream, connectOptions: { ...credentials, reconnectTimeWait: 100 }, handler: async (m: Message) => void handled.add(m.id) });
+    const seen = capture(consumer);
+    const errors: string[] = [];
+    const states: string[] = [];
+    consumer.on('error', ({ error }) => errors.push(String((error as Error).message)));
+    consumer.on('connection', ({ state }) => states.push(state));
+    let refusing = false;
+    const restartWith = async (password: string) => {
+      refusing = password !== PASSWORD;
+      await target.kill();
+      target.editConfig((text) => text.replace(/password: "[^"]*"/, `password: "${password}"`));
+      await target.start();
+    };
+    await consumer.start();
+    try {
+      await restartWith(WRONG_PASSWORD);
+      const refusedFrom = await target.connectionsSoFar();
+      // It keeps trying (the client's default would close the connection for good after two refusals)…
+      await until(() => consumer.health().status === 'down', 'health down', 30_000);
+      let tried = 0;
+      await until(() => tried >= 4, 'four more connection attempts', 30_000, async () => (tried = (await target.connectionsSoFar()) - refusedFrom));
+      // …and says so once, not once per attempt.
+      expect(errors.filter((e) => /authorization/i.test(e))).toHaveLength(1);
+      expect(states).toEqual(['connected', 'disconnected']);
+      await restartWith(PASSWORD);
+      await until(() => consumer.health().status === 'ok', 'health ok once the credentials are taken again', 30_000);
+      expect(states).toEqual(['connected', 'disconnected', 'recovered']);
+      const pub = await natsConnect({ servers: target.url, ...credentials }, client);
+      const js = await natsJetStream(pub);
+      for (let i = 0; i < 5; i++) await js.publish(`${stream.toLowerCase()}.in`, JSON.stringify({ i }));
+      await pub.close();
+      await until(() => handled.size === 5, 'consuming again', 30_000);
+      expect(seen.leaked()).toEqual([]);
+    } finally {
+      await consumer.stop();
+      if (refusing) await restartWith(PASSWORD);
     }
   });
 });

@@ -27,6 +27,8 @@ export interface NatsProcess {
   kill(): Promise<void>;
   /** Starts it (again) on the same ports and store; resolves when its client port listens. */
   start(): Promise<void>;
+  /** Rewrites its config file (takes effect at the next start()): e.g. another password. */
+  editConfig(edit: (text: string) => string): void;
   /** The last lines of its log, for a failure message. */
   logTail(lines?: number): string;
   /** Kills it and removes its directory. */
@@ -170,6 +172,7 @@ export async function startNatsProcess(options: { name: string; port: number; co
     },
     kill,
     start,
+    editConfig: (edit) => writeFileSync(configFile, edit(readFileSync(configFile, 'utf8'))),
     logTail,
     async dispose() {
       await kill();
