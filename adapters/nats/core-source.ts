@@ -142,16 +142,23 @@ class CoreDelivery implements Delivery<Msg> {
   readonly message: Message<Msg>;
   /** The requester got its one answer (a 500 for a failed handler): a later give-back must not answer again. */
   #answered = false;
+  /**
+   * This delivery's own: the same for every try of its dead letter (stored once), another for any
+   * other message, also one whose Nats-Msg-Id is the same (the stream would drop its dead letter
+   * as a duplicate, and core NATS has nothing that could deliver it again).
+   */
+  readonly #delivery: string;
 
   constructor(
     private readonly msg: Msg,
     private readonly source: CoreSource,
   ) {
     const { headers, msgId } = receivedHeaders(msg);
+    this.#delivery = `${msg.subject}:${msg.sid}:${Date.now().toString(36)}:${(++sequence).toString(36)}`;
     this.message = new Message<Msg>({
       body: msg.data,
       headers,
-      id: msgId ?? `${msg.subject}:${msg.sid}:${Date.now().toString(36)}:${(++sequence).toString(36)}`,
+      id: msgId ?? this.#delivery,
       key: msg.subject,
       source: source.name.slice('nats:'.length),
       raw: msg,
@@ -180,7 +187,7 @@ class CoreDelivery implements Delivery<Msg> {
     if (this.source.deadLetterSubject) {
       const headers = deadLetterHeaders(this.message, info);
       delete headers['Nats-Msg-Id']; // the dead letter's own id (below): JetStream would deduplicate it against the original
-      await this.source.publishDeadLetter(msg.data, headers, `dlq:${this.message.id}`);
+      await this.source.publishDeadLetter(msg.data, headers, `dlq:${this.#delivery}`);
     } else if (!msg.reply) this.source.dropped++;
   }
 

@@ -7,7 +7,7 @@
  */
 import { ConfigResourceTypes, type IHeaders, type Producer } from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bigCases, DEAD_LETTER_HEADROOM, hostileBatch, type HostileCase, type HostileValue } from '../helpers/hostile.js';
+import { bigCases, CASE_HEADER, DEAD_LETTER_HEADROOM, hostileBatch, type HostileCase, type HostileValue } from '../helpers/hostile.js';
 import { checkHostile, HOSTILE_SEED, runBatch, type DeadRecord, type HostileBroker } from '../helpers/hostile-run.js';
 import { createTopic, kafkaFixture, type KafkaFixture } from '../helpers/kafka.js';
 import { unique } from '../helpers/names.js';
@@ -59,7 +59,8 @@ async function readAll(topic: string, n: number): Promise<{ key: Buffer | null; 
 
 /** A case's headers: its id as `message-id`, its own headers, the attempt header. */
 function headersOf(c: HostileCase): IHeaders {
-  const headers: IHeaders = Object.assign(Object.create(null), { 'message-id': c.id }); // a header may be named __proto__
+  const headers: IHeaders = Object.assign(Object.create(null), { 'message-id': c.messageId ?? c.id }); // a header may be named __proto__
+  if (c.messageId !== undefined) headers[CASE_HEADER] = c.id;
   for (const [name, v] of c.headers) if (name !== 'message-id') headers[name] = value(v) as IHeaders[string];
   if (c.attempt !== undefined) headers['x-sluice-attempt'] = value(c.attempt) as IHeaders[string];
   return headers;
@@ -98,7 +99,7 @@ const kafkaBroker = (dlqMaxMessageBytes?: number): HostileBroker => ({
       consumer: (spec) => kafka.consumer({ groupId, topics: [topic], pool: { maxConcurrency: 4, maxQueueSize: 16 }, ...spec }),
       async deadLetters(n): Promise<DeadRecord[]> {
         return (await readAll(`${topic}.dlq`, n)).map((r) => ({
-          id: text(r.headers['x-sluice-message-id']),
+          id: text(r.headers[CASE_HEADER] ?? r.headers['x-sluice-message-id']),
           reason: text(r.headers['x-sluice-reason']),
           error: text(r.headers['x-sluice-error']),
           errorName: text(r.headers['x-sluice-error-name']),

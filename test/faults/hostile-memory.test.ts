@@ -6,7 +6,7 @@
 import { describe, it } from 'vitest';
 import { MemoryBroker, memoryConsumer } from '../../adapters/memory/index.js';
 import type { HeaderValue } from '../../src/message.js';
-import { hostileBatch, type HostileValue } from '../helpers/hostile.js';
+import { CASE_HEADER, hostileBatch, type HostileValue } from '../helpers/hostile.js';
 import { checkHostile, type HostileBroker } from '../helpers/hostile-run.js';
 import { unique } from '../helpers/names.js';
 import { until } from '../helpers/wait.js';
@@ -29,14 +29,15 @@ const memory: HostileBroker = {
           const headers: Record<string, HeaderValue> = Object.create(null); // a header may be named __proto__
           for (const [name, v] of c.headers) headers[name] = value(v);
           if (c.attempt !== undefined) headers['x-sluice-attempt'] = value(c.attempt);
-          broker.publish(queue, c.body, { id: c.id, headers, key: c.key === null ? undefined : Buffer.from(c.key).toString('utf8') });
+          if (c.messageId !== undefined) headers[CASE_HEADER] = c.id;
+          broker.publish(queue, c.body, { id: c.messageId ?? c.id, headers, key: c.key === null ? undefined : Buffer.from(c.key).toString('utf8') });
         }
       },
       consumer: (spec) => memoryConsumer({ broker, queue, pool: { maxConcurrency: 4, maxQueueSize: 16 }, ...spec }),
       async deadLetters(n) {
         await until(() => broker.depth(`${queue}.dlq`).ready >= n, `${n} dead letters`);
         return broker.drain(`${queue}.dlq`).map((m) => ({
-          id: m.headers['x-sluice-message-id'] as string | undefined,
+          id: (m.headers[CASE_HEADER] ?? m.headers['x-sluice-message-id']) as string | undefined,
           reason: m.headers['x-sluice-reason'] as string | undefined,
           error: m.headers['x-sluice-error'] as string | undefined,
           errorName: m.headers['x-sluice-error-name'] as string | undefined,

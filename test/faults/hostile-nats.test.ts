@@ -9,7 +9,7 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { natsConsumer, natsSubscriber } from '../../adapters/nats/index.js';
-import { bigCases, DEAD_LETTER_HEADROOM, headerValue, hostileBatch, type HostileCase, type HostileValue } from '../helpers/hostile.js';
+import { bigCases, CASE_HEADER, DEAD_LETTER_HEADROOM, headerValue, hostileBatch, type HostileCase, type HostileValue } from '../helpers/hostile.js';
 import { headerBlock, lineBytes, RawNats, readStream, valueLines } from '../helpers/hostile-nats.js';
 import { checkHostile, HOSTILE_SEED, runBatch, type HostileBroker, type HostileTarget } from '../helpers/hostile-run.js';
 import { natsFixture, type NatsFixture } from '../helpers/nats.js';
@@ -45,9 +45,14 @@ const coreDirectives = fc.oneof(
 /** Names only the protocol allows (nats.js refuses them): spaces, control and non-ASCII bytes. */
 const oddName = fc.tuple(fc.constantFrom('with space', 'tab\there', 'ünïcode', 'x\u0001y', ' lead', 'trail '), headerValue);
 
-/** A case's header block: the id as Nats-Msg-Id, its headers, the attempt header, sometimes a status line. */
-function headersOf(c: HostileCase, stream: string, status: string): Buffer {
-  const lines: [Uint8Array, Uint8Array][] = [[lineBytes('Nats-Msg-Id', true), lineBytes(c.id, false)]];
+/**
+ * A case's header block: its id as Nats-Msg-Id (a hostile one made unique where JetStream would
+ * drop a repeated id as a duplicate), its headers, the attempt header, sometimes a status line.
+ */
+function headersOf(c: HostileCase, stream: string, status: string, uniqueIds: boolean): Buffer {
+  const id = c.messageId === undefined ? c.id : uniqueIds ? `${c.messageId}${c.id}` : c.messageId;
+  const lines: [Uint8Array, Uint8Array][] = [[lineBytes('Nats-Msg-Id', true), lineBytes(id, false)]];
+  if (c.messageId !== undefined) lines.push([lineBytes(CASE_HEADER, true), lineBytes(c.id, false)]);
   for (const [name, v] of c.headers) lines.push(...valueLines(name, v.kind === 'string' ? { kind: 'string', value: v.value.replace(STREAM, stream) } : v));
   if (c.attempt !== undefined) lines.push(...valueLines('x-sluice-attempt', c.attempt));
   return headerBlock(lines, status);
@@ -72,7 +77,7 @@ const jetstream: HostileBroker = {
       stream,
       durable,
       async publish(cases) {
-        for (const c of cases) raw.publish(`${subject}.in`, headersOf(c, stream, statusOf(c)), c.body);
+        for (const c of cases) raw.publish(`${subject}.in`, headersOf(c, stream, statusOf(c), true), c.body);
         await raw.flush();
         let stored = 0;
         await until(() => stored >= cases.length, `${cases.length} messages stored in ${stream}`, 30_000, async () => (stored = (await nats.jsm.streams.info(stream)).state.messages));
@@ -104,7 +109,7 @@ const core: HostileBroker = {
     return {
       publishAfterStart: true,
       async publish(cases) {
-        for (const c of cases) raw.publish(subject, headersOf(c, stream, statusOf(c)), c.body);
+        for (const c of cases) raw.publish(subject, headersOf(c, stream, statusOf(c), false), c.body);
         await raw.flush();
       },
       // At most once: a pool that takes the whole batch, so that nothing is dropped for overload here.
@@ -123,7 +128,7 @@ async function deadLettersIn(stream: string, n: number) {
   let stored = 0;
   await until(() => stored >= n, `${n} dead letters in ${stream}`, 30_000, async () => (stored = (await nats.jsm.streams.info(stream)).state.messages));
   return (await readStream(nats.nc, stream, stored)).map((m) => ({
-    id: m.headers['x-sluice-message-id'],
+    id: m.headers[CASE_HEADER] ?? m.headers['x-sluice-message-id'],
     reason: m.headers['x-sluice-reason'],
     error: m.headers['x-sluice-error'],
     errorName: m.headers['x-sluice-error-name'],

@@ -8,7 +8,7 @@ import type { ConfirmChannel } from 'amqplib';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rabbitConsumer } from '../../adapters/rabbitmq/index.js';
-import { bigCases, headerValue, hostileBatch, startAttempt, type HostileValue } from '../helpers/hostile.js';
+import { bigCases, CASE_HEADER, headerValue, hostileBatch, startAttempt, type HostileValue } from '../helpers/hostile.js';
 import { checkHostile, HOSTILE_SEED, runBatch, type HostileBroker } from '../helpers/hostile-run.js';
 import { rabbitFixture, type RabbitFixture } from '../helpers/rabbit.js';
 import { seededRandom } from '../helpers/random.js';
@@ -45,6 +45,13 @@ function value(v: HostileValue): unknown {
   }
 }
 
+/** A message id is a short string: at most 255 bytes. */
+function shortstr(id: string): string {
+  let s = id;
+  while (Buffer.byteLength(s) > 255) s = s.slice(0, -1);
+  return s;
+}
+
 /** Header names RabbitMQ itself reads: `CC` routes a copy (an array of routing keys; nothing is bound to these). */
 const reserved = fc.oneof(
   fc.array(fc.string({ minLength: 1, maxLength: 8 }), { minLength: 1, maxLength: 2 }).map((keys): [string, HostileValue] => ['CC', { kind: 'array', value: keys.map((k) => `nowhere-${k}`) }]),
@@ -67,9 +74,10 @@ const rabbitmq: HostileBroker = {
           const headers: Record<string, unknown> = Object.create(null); // a header may be named __proto__
           for (const [name, v] of c.headers) headers[name] = value(v);
           if (c.attempt !== undefined) headers['x-sluice-attempt'] = value(c.attempt);
+          if (c.messageId !== undefined) headers[CASE_HEADER] = c.id;
           // Every third one with a TTL (long enough not to expire here): its dead letter must not inherit it.
           const expiration = Number(c.id.slice(c.id.lastIndexOf('-') + 1)) % 3 === 0 ? '600000' : undefined;
-          publishing.publish('', queue, Buffer.from(c.body), { messageId: c.id, headers, persistent: true, expiration });
+          publishing.publish('', queue, Buffer.from(c.body), { messageId: shortstr(c.messageId ?? c.id), headers, persistent: true, expiration });
         }
         await publishing.waitForConfirms();
       },
@@ -84,7 +92,7 @@ const rabbitmq: HostileBroker = {
         return letters.map((m) => {
           const h = m.properties.headers ?? {};
           return {
-            id: text(h['x-sluice-message-id']),
+            id: text(h[CASE_HEADER] ?? h['x-sluice-message-id']),
             reason: text(h['x-sluice-reason']),
             error: text(h['x-sluice-error']),
             errorName: text(h['x-sluice-error-name']),

@@ -10,12 +10,12 @@ import fc from 'fast-check';
 import { expect } from 'vitest';
 import type { Consumer, Message } from '../../src/index.js';
 import type { StandardSchemaV1 } from '../../src/schema.js';
-import { describeCase, expected, Order, type Expectation, type HostileCase } from './hostile.js';
+import { CASE_HEADER, describeCase, expected, Order, type Expectation, type HostileCase } from './hostile.js';
 import { until } from './wait.js';
 
 /** A dead letter as read back from the broker's dead-letter queue / stream / topic. */
 export interface DeadRecord {
-  /** x-sluice-message-id */
+  /** The case: its CASE_HEADER when the message had a hostile id, else x-sluice-message-id. */
   id: string | undefined;
   reason: string | undefined;
   error: string | undefined;
@@ -75,6 +75,9 @@ export function watchProcess(): { problems: string[]; stop(): void } {
 
 const MAX_ATTEMPTS = 3;
 
+/** The case a message is: by its CASE_HEADER when it was published under a hostile id. */
+const caseOf = (msg: Message) => msg.header(CASE_HEADER) ?? msg.id;
+
 /** The seed of every hostile property: fixed (HOSTILE_SEED overrides it), printed by fast-check on failure. */
 export const HOSTILE_SEED = Number(process.env.HOSTILE_SEED ?? 20261207);
 
@@ -99,9 +102,9 @@ export async function runBatch(broker: HostileBroker, cases: HostileCase[], with
       schema: withSchema ? Order : undefined,
       retry: { maxAttempts, backoff: { initialMs: 1, maxMs: 5 } },
       handler: async (msg) => {
-        const c = byId.get(msg.id);
+        const c = byId.get(caseOf(msg));
         if (c === undefined) {
-          unknown.push(msg.id);
+          unknown.push(caseOf(msg));
           return;
         }
         calls.set(c.id, (calls.get(c.id) ?? 0) + 1);
@@ -110,10 +113,10 @@ export async function runBatch(broker: HostileBroker, cases: HostileCase[], with
         else if (c.mode === 'fail') throw new Error(`refused ${c.id}\r\nsecond line\u2028\tü ✓`); // a multi-line message, as stack-like errors are
       },
     });
-    consumer.on('handled', ({ message }) => handled.set(message.id, (handled.get(message.id) ?? 0) + 1));
+    consumer.on('handled', ({ message }) => handled.set(caseOf(message), (handled.get(caseOf(message)) ?? 0) + 1));
     consumer.on('deadLettered', ({ message, info }) => {
-      const d = dead.get(message.id);
-      dead.set(message.id, { reason: info.reason, error: info.error.message, name: info.error.name, count: (d?.count ?? 0) + 1 });
+      const d = dead.get(caseOf(message));
+      dead.set(caseOf(message), { reason: info.reason, error: info.error.message, name: info.error.name, count: (d?.count ?? 0) + 1 });
     });
     consumer.on('error', ({ error, during }) => errors.push(`${during}: ${String((error as Error)?.message ?? error)}`));
     await consumer.start();

@@ -23,8 +23,13 @@ export type HostileValue =
   | { kind: 'object'; value: Record<string, string> };
 
 export interface HostileCase {
-  /** Assigned by `withIds`: the case's index in its batch, prefixed. */
+  /** Assigned by `hostileBatch`: the case's index in its batch, prefixed. */
   id: string;
+  /**
+   * A hostile id to publish the message under (empty, huge, control characters, the same for
+   * several messages); the case's own id then travels in the CASE_HEADER header. Undefined: `id`.
+   */
+  messageId?: string | undefined;
   body: Uint8Array;
   mode: Mode;
   /** `x-sluice-attempt` as the producer sets it (undefined: not set). */
@@ -134,6 +139,15 @@ export const headerName: fc.Arbitrary<string> = fc.oneof(
 
 const mode: fc.Arbitrary<Mode> = fc.constantFrom('none', 'text', 'json', 'fail');
 
+/** The header that names a case whose message id is hostile. */
+export const CASE_HEADER = 'x-hostile-case';
+
+/** Message ids a producer may set: empty, blank, huge, with control characters, shared by several messages. */
+const messageId: fc.Arbitrary<string> = fc.oneof(
+  fc.constantFrom('', ' ', 'same-id', 'same-id', 'line\r\nbreak', '\u0000', 'x'.repeat(2000), '__proto__'),
+  fc.string({ unit: 'binary', maxLength: 300 }),
+);
+
 /** One message. `extraHeaders` adds broker-specific names (reserved ones) to the mix. */
 export function hostileCase(extraHeaders: fc.Arbitrary<[string, HostileValue]> = fc.tuple(headerName, headerValue)): fc.Arbitrary<HostileCase> {
   return fc.record({
@@ -141,6 +155,7 @@ export function hostileCase(extraHeaders: fc.Arbitrary<[string, HostileValue]> =
     body,
     mode,
     attempt: fc.option(attemptValue, { freq: 2, nil: undefined }),
+    messageId: fc.option(messageId, { freq: 3, nil: undefined }),
     headers: fc.array(fc.oneof(fc.tuple(headerName, headerValue), extraHeaders), { maxLength: 4 }),
     key: fc.oneof(fc.constant(null), fc.constant(new Uint8Array(0)), fc.uint8Array({ minLength: 1, maxLength: 16 })),
   });
@@ -240,7 +255,7 @@ export function describeCase(c: HostileCase): string {
   const b = Buffer.from(c.body);
   const preview = b.length > 32 ? `${b.subarray(0, 32).toString('hex')}…(${b.length} bytes)` : b.toString('hex');
   const show = (v: HostileValue | undefined) => (v === undefined ? '-' : JSON.stringify(v, (_k, x) => (x instanceof Uint8Array ? `bytes:${Buffer.from(x).toString('hex')}` : typeof x === 'number' && !Number.isFinite(x) ? String(x) : x)));
-  return `${c.id} mode=${c.mode} body=${preview || '(empty)'} attempt=${show(c.attempt)} headers=${c.headers.map(([n, v]) => `${JSON.stringify(n)}:${show(v)}`).join(',')} key=${c.key === null ? 'null' : Buffer.from(c.key).toString('hex') || '(empty)'}`;
+  return `${c.id}${c.messageId === undefined ? '' : ` (published as ${JSON.stringify(c.messageId.length > 40 ? `${c.messageId.slice(0, 40)}…` : c.messageId)})`} mode=${c.mode} body=${preview || '(empty)'} attempt=${show(c.attempt)} headers=${c.headers.map(([n, v]) => `${JSON.stringify(n)}:${show(v)}`).join(',')} key=${c.key === null ? 'null' : Buffer.from(c.key).toString('hex') || '(empty)'}`;
 }
 
 /**

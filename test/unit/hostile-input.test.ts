@@ -11,9 +11,11 @@ import { RabbitDelivery, toMessage } from '../../adapters/rabbitmq/delivery.js';
 import { republishable } from '../../adapters/rabbitmq/header-table.js';
 import type { NatsClient } from '../../adapters/nats/client.js';
 import { deadLetterNatsHeaders, receivedHeaders, toNatsHeaders, writableNatsHeaders } from '../../adapters/nats/message.js';
-import type { MsgHdrs } from '../../adapters/nats/client.js';
+import type { Msg, MsgHdrs } from '../../adapters/nats/client.js';
+import { natsSubscriber } from '../../adapters/nats/index.js';
 import { headers as natsHeaders } from 'nats';
 import { deadLetterInfo } from '../../src/dead-letter.js';
+import { PermanentError } from '../../src/index.js';
 
 // amqplib's own table encoder (not exported by its package.json): what a publish runs.
 const require = createRequire(import.meta.url);
@@ -131,5 +133,47 @@ describe('NATS: headers other clients can send', () => {
   it("a dead letter drops the original's Nats-* headers: directions to the server that would make the dead-letter stream refuse it or roll it up", () => {
     const h = deadLetterNatsHeaders(client, { 'Nats-Expected-Stream': 'ORDERS', 'Nats-Rollup': 'sub', 'nats-msg-id': 'x', 'x-sluice-reason': 'max-attempts', keep: 'me' });
     expect(h.keys().sort()).toEqual(['keep', 'x-sluice-reason']);
+  });
+});
+
+describe('core NATS: dead letters of messages that share a Nats-Msg-Id', () => {
+  it('each gets a dead-letter id of its own (the stream dropped the second as a duplicate: lost, though reported dead-lettered)', async () => {
+    const { MsgImpl } = require('nats/lib/nats-base-client/msg.js') as { MsgImpl: new (msg: object, data: Uint8Array, publisher: object) => Msg };
+    const encode = (s: string) => new TextEncoder().encode(s);
+    const message = (body: string) => {
+      const block = 'NATS/1.0\r\nNats-Msg-Id: same\r\n\r\n';
+      const data = encode(`${block}${body}`);
+      return new MsgImpl({ subject: encode('orders'), reply: encode(''), sid: 1, hdr: encode(block).length, size: data.length }, data, {});
+    };
+    // A connection (nats 2.x shape) whose dead-letter subject a stream captures: its PubAcks are recorded.
+    const stored: { subject: string; msgID: string | undefined }[] = [];
+    let deliver: (error: Error | null, msg: Msg) => void = () => {};
+    const nc = {
+      publish() {},
+      subscribe: (_subject: string, options: { callback: typeof deliver }) => ((deliver = options.callback), { unsubscribe() {} }),
+      status: () => ({ async *[Symbol.asyncIterator]() {} }),
+      flush: async () => {},
+      isClosed: () => false,
+      jetstreamManager: async () => ({ streams: { find: async () => 'DLQ' } }),
+      jetstream: () => ({ publish: async (subject: string, _data: Uint8Array, options: { msgID?: string }) => void stored.push({ subject, msgID: options.msgID }) }),
+    };
+    const consumer = natsSubscriber({
+      connection: nc as never,
+      subject: 'orders',
+      deadLetter: { subject: 'orders.dlq' },
+      pool: { maxConcurrency: 1, maxQueueSize: 4 },
+      handler: async () => {
+        throw new PermanentError('no');
+      },
+    });
+    let dead = 0;
+    consumer.on('deadLettered', () => dead++);
+    await consumer.start();
+    deliver(null, message('first'));
+    deliver(null, message('second'));
+    for (let i = 0; i < 100 && dead < 2; i++) await new Promise((r) => setTimeout(r, 5));
+    await consumer.stop({ timeoutMs: 1000 });
+    expect(stored.map((s) => s.subject)).toEqual(['orders.dlq', 'orders.dlq']);
+    expect(new Set(stored.map((s) => s.msgID)).size).toBe(2);
   });
 });
