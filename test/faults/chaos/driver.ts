@@ -1,9 +1,10 @@
 /**
  * The chaos driver: a producer publishes a numbered stream, paced, while `workers` consumer
  * processes (worker.ts) share one queue / durable / group; every few seconds (seeded random) one
- * of them that has handled something is SIGKILLed and a new one started. Then it waits for every
- * id to be handled and for the broker to have nothing left, stops the workers with SIGTERM and
- * returns what the workers recorded, the kills and the broker's state; the verdict is the test's.
+ * of them that is handling messages right then is SIGKILLed and a new one started. Then it waits
+ * for every id to be handled and for the broker to have nothing left, stops the workers with
+ * SIGTERM and returns what the workers recorded, the kills and the broker's state; the verdict is
+ * the test's.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
@@ -26,17 +27,27 @@ export interface ChaosBroker<KillState = undefined> {
   publish(ids: number[]): Promise<void>;
   /** Messages published and not yet delivered to any consumer (the producer keeps it under `plan.maxBacklog`). */
   backlog(): Promise<number>;
-  /** What the broker still holds for the consumers (ready + unacked, pending + ack pending, lag). */
-  remaining(): Promise<{ left: number; detail: string }>;
+  /**
+   * What the broker still holds for the consumers (ready + unacked, pending + ack pending, lag);
+   * `consumers`, where the broker counts them: attached consumers (after the stop, read only once 0).
+   */
+  remaining(): Promise<Remaining>;
   /** Read right after a victim has exited, before its replacement starts. */
   afterKill(): Promise<KillState>;
+}
+
+export interface Remaining {
+  left: number;
+  detail: string;
+  consumers?: number;
 }
 
 export interface ChaosPlan {
   /** Ids 0 … ids−1 are published. */
   ids: number;
-  /** The producer spreads them evenly over this long at most… */
+  /** The producer spreads them evenly over this long at most, in rounds of `roundMs` (bursts, when long)… */
   publishMs: number;
+  roundMs: number;
   /**
    * …and publishes a round only while the backlog is below this: the consumers are kept busy
    * (every worker holds its full credit, so each kill hits messages in flight) without a backlog
@@ -49,6 +60,8 @@ export interface ChaosPlan {
   killEveryMs: [number, number];
   /** No kill once this fraction of the ids is published, so the last replacements still get work. */
   killsUntil: number;
+  /** A victim must have handled this many in the last `withinMs` when it is killed: it has work in hand, it is not idle. */
+  busy: { records: number; withinMs: number };
   seed: number;
   /** Handler work per message. */
   workMs: number;
@@ -84,8 +97,8 @@ export interface ChaosRun<KillState> {
   kills: Kill<KillState>[];
   workers: WorkerRun[];
   /** The broker once every id was handled (workers alive) and again after every worker stopped. */
-  remainingAlive: { left: number; detail: string };
-  remainingStopped: { left: number; detail: string };
+  remainingAlive: Remaining;
+  remainingStopped: Remaining;
 }
 
 interface Live {
@@ -161,27 +174,31 @@ async function drive<KillState>(broker: ChaosBroker<KillState>, plan: ChaosPlan,
     const endAt = startedAt + plan.publishMs;
     while (published < plan.ids) {
       const roundAt = Date.now();
-      // Rounds of 100 ms: what is left, spread over the rounds left (all of it once the time is up), within the backlog.
-      const want = Math.ceil((plan.ids - published) / Math.max(1, Math.ceil((endAt - roundAt) / 100)));
+      // What is left, spread over the rounds left (all of it once the time is up), within the backlog.
+      const want = Math.ceil((plan.ids - published) / Math.max(1, Math.ceil((endAt - roundAt) / plan.roundMs)));
       const room = Number.isFinite(plan.maxBacklog) ? plan.maxBacklog - (await broker.backlog()) : want;
       const ids = Array.from({ length: Math.max(0, Math.min(want, room)) }, (_, i) => published + i);
       if (ids.length > 0) await broker.publish(ids);
       published += ids.length;
-      await tick(Math.max(0, roundAt + 100 - Date.now()));
+      await tick(Math.max(0, roundAt + plan.roundMs - Date.now()));
     }
   })();
   let producing = true;
   void producer.finally(() => (producing = false)).catch(() => {});
 
+  const killing = () => producing && published < plan.ids * plan.killsUntil;
+  const busy = (w: Live) => {
+    const handled = readRecords(w.record, w.run.worker).handled;
+    const since = Date.now() - plan.busy.withinMs;
+    return handled.length >= plan.busy.records && handled[handled.length - plan.busy.records]!.at >= since;
+  };
   const killer = (async () => {
     const [min, max] = plan.killEveryMs;
-    while (producing && published < plan.ids * plan.killsUntil) {
+    while (killing()) {
       await tick(min + random() * (max - min));
-      assertNoCrash();
-      if (published >= plan.ids * plan.killsUntil) break;
-      // Only one that is mid-stream: a kill before a worker took anything proves nothing.
-      const candidates = alive().filter((w) => readRecords(w.record, w.run.worker).handled.length > 0);
-      if (candidates.length === 0) continue;
+      let candidates: Live[] = [];
+      while (killing() && (assertNoCrash(), (candidates = alive().filter(busy))).length === 0) await tick(20);
+      if (candidates.length === 0) break;
       const victim = candidates[Math.floor(random() * candidates.length)]!;
       const at = Date.now();
       victim.run.killed = true;
@@ -202,10 +219,13 @@ async function drive<KillState>(broker: ChaosBroker<KillState>, plan: ChaosPlan,
     `every one of the ${plan.ids} ids handled`,
     plan.settleLimitMs,
     async () => (handled = new Set(records().map((r) => r.id))),
-  );
+  ).catch((error: unknown) => {
+    const missing = Array.from({ length: plan.ids }, (_, id) => id).filter((id) => !handled.has(id));
+    throw new Error(`${(error as Error).message}: ${missing.length} never handled (${missing.slice(0, 20).join(', ')}${missing.length > 20 ? ', …' : ''})`);
+  });
   const allHandledAt = Date.now();
 
-  let remainingAlive = { left: -1, detail: 'not read' };
+  let remainingAlive: Remaining = { left: -1, detail: 'not read' };
   await until(
     () => (assertNoCrash(), remainingAlive.left === 0),
     'nothing left at the broker with the workers alive',
@@ -221,7 +241,14 @@ async function drive<KillState>(broker: ChaosBroker<KillState>, plan: ChaosPlan,
     w.child.kill('SIGTERM');
   }
   await until(() => last.every((w) => w.run.exit !== undefined), 'the last workers to stop on SIGTERM', plan.settleLimitMs);
-  const remainingStopped = await broker.remaining();
+  // Until the broker has seen every consumer go (RabbitMQ requeues what was unacked then).
+  let remainingStopped: Remaining = { left: -1, detail: 'not read' };
+  await until(
+    () => (remainingStopped.consumers ?? 0) === 0,
+    'the broker to see no consumer left',
+    plan.settleLimitMs,
+    async () => (remainingStopped = await broker.remaining()),
+  );
 
   return {
     plan,

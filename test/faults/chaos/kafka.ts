@@ -6,6 +6,7 @@
 import type { KafkaConsumerOptions } from '../../../adapters/kafka/index.js';
 import { kafkaFixture } from '../../helpers/kafka.js';
 import type { ChaosBroker, ChaosRun, Kill } from './driver.js';
+import type { Handled } from './records.js';
 
 export type KafkaChaosOptions = Omit<KafkaConsumerOptions, 'handler' | 'kafka' | 'groupId' | 'topics'>;
 
@@ -46,9 +47,14 @@ export async function kafkaChaos(
   };
 }
 
-/** What the victim had handled at or past its partitions' committed offsets when it died: the most a kill can duplicate. */
+/** Whether the victim's handling was at or past its partition's committed offset right after the kill: what the next owner reads again. */
+export function uncommitted(kill: Kill<KafkaKillState>, h: Handled): boolean {
+  return h.offset! >= (kill.state.committed[h.partition!] ?? -1);
+}
+
+/** What the victim had handled and not committed when it died: the most a kill can duplicate. */
 export function uncommittedAtKill(run: ChaosRun<KafkaKillState>, kill: Kill<KafkaKillState>): number {
-  return run.records.filter((r) => r.worker === kill.worker && r.offset! >= (kill.state.committed[r.partition!] ?? -1)).length;
+  return run.records.filter((r) => r.worker === kill.worker && uncommitted(kill, r)).length;
 }
 
 /**

@@ -18,9 +18,9 @@ export async function rabbitChaos(options: RabbitChaosOptions): Promise<ChaosBro
     backlog: async () => (await rabbit.depth(queue)).messageCount,
     async remaining() {
       // Ready messages; unacked ones are not visible over AMQP, but once no consumer is left
-      // (after the stop) whatever was unacked is ready again, so then this is ready + unacked.
+      // (the driver waits for that after the stop) whatever was unacked is ready again: ready + unacked.
       const { messageCount, consumerCount } = await rabbit.depth(queue);
-      return { left: messageCount, detail: `${messageCount} ready, ${consumerCount} consumers` };
+      return { left: messageCount, consumers: consumerCount, detail: `${messageCount} ready, ${consumerCount} consumers` };
     },
     afterKill: async () => undefined,
     close: () => rabbit.close(),

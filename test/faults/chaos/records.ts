@@ -6,10 +6,11 @@
  */
 import { closeSync, existsSync, openSync, readFileSync, writeSync } from 'node:fs';
 
-/** One handled message: its id, the worker's number, when (ms since epoch), whether the broker said it was delivered before and, on Kafka, where it was read. */
+/** One handled message: its id, the worker's number, when the handler started and ended (ms since epoch), whether the broker said it was delivered before and, on Kafka, where it was read. */
 export interface Handled {
   id: number;
   worker: number;
+  started: number;
   at: number;
   redelivered: boolean;
   partition?: number;
@@ -21,6 +22,8 @@ export interface GroupEvent {
   worker: number;
   at: number;
   kind: 'rebalancing' | 'assigned';
+  /** With `assigned`: the partitions per topic. */
+  assignment?: Record<string, number[]>;
 }
 
 /** Appends one line per handled message (and group event) to a worker's record file. */
@@ -31,13 +34,13 @@ export class RecordWriter {
     this.#fd = openSync(path, 'a');
   }
 
-  handled(id: number, redelivered: boolean, where?: { partition: number; offset: number }): void {
+  handled(id: number, started: number, redelivered: boolean, where?: { partition: number; offset: number }): void {
     const tail = where ? `\t${where.partition}\t${where.offset}` : '';
-    writeSync(this.#fd, `${id}\t${Date.now()}\t${redelivered ? 1 : 0}${tail}\n`);
+    writeSync(this.#fd, `${id}\t${started}\t${Date.now()}\t${redelivered ? 1 : 0}${tail}\n`);
   }
 
-  group(kind: GroupEvent['kind']): void {
-    writeSync(this.#fd, `#${kind}\t${Date.now()}\n`);
+  group(kind: GroupEvent['kind'], assignment?: Record<string, number[]>): void {
+    writeSync(this.#fd, `#${kind}\t${Date.now()}${assignment ? `\t${JSON.stringify(assignment)}` : ''}\n`);
   }
 
   close(): void {
@@ -54,15 +57,17 @@ export function readRecords(path: string, worker: number): { handled: Handled[];
   lines.pop(); // after the last newline: '' (or a cut line, which is not a record)
   for (const line of lines) {
     const [head, ...rest] = line.split('\t');
-    const f = rest.map(Number);
     if (head === '#rebalancing' || head === '#assigned') {
-      events.push({ worker, at: f[0]!, kind: head.slice(1) as GroupEvent['kind'] });
+      const event: GroupEvent = { worker, at: Number(rest[0]), kind: head.slice(1) as GroupEvent['kind'] };
+      if (rest[1] !== undefined) event.assignment = JSON.parse(rest[1]) as Record<string, number[]>;
+      events.push(event);
       continue;
     }
+    const f = rest.map(Number);
     const id = Number(head);
-    if (f.length < 2 || !Number.isFinite(id) || f.some((n) => !Number.isFinite(n))) throw new Error(`${path}: unreadable record ${JSON.stringify(line)}`);
-    const h: Handled = { id, worker, at: f[0]!, redelivered: f[1] === 1 };
-    if (f.length >= 4) Object.assign(h, { partition: f[2]!, offset: f[3]! });
+    if (f.length < 3 || !Number.isFinite(id) || f.some((n) => !Number.isFinite(n))) throw new Error(`${path}: unreadable record ${JSON.stringify(line)}`);
+    const h: Handled = { id, worker, started: f[0]!, at: f[1]!, redelivered: f[2] === 1 };
+    if (f.length >= 5) Object.assign(h, { partition: f[3]!, offset: f[4]! });
     handled.push(h);
   }
   return { handled, events };

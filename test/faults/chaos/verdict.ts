@@ -2,8 +2,9 @@
  * Reads a chaos run: which ids were handled how often, and to which fault each extra handling
  * belongs. An id handled again is explained by the kill of the worker that handled it before,
  * between the two handlings (its ack or commit died with it), or, on Kafka, by a rebalance of that
- * worker: it finished the message after it was told the rebalance started (when the adapter
- * commits its done prefix) and before its new assignment came. Anything else is unexplained.
+ * worker: the handler was running during the rebalance (it ended after the worker was told, when
+ * the adapter commits its done prefix, and started before the new assignment came). Anything else
+ * is unexplained.
  */
 import type { ChaosRun, Kill } from './driver.js';
 import type { Handled } from './records.js';
@@ -25,7 +26,7 @@ export interface Verdict<KillState> {
   /** Handlings beyond the first, in all. */
   duplicates: number;
   perKill: KillCost<KillState>[];
-  /** Kafka: per worker and rebalance (when it was told), the ids it finished during the rebalance that were handled again. */
+  /** Kafka: per worker and rebalance (when it was told), the ids it was handling during the rebalance that were handled again. */
   perRebalance: { worker: number; at: number; duplicated: number }[];
   /** Extra handlings no kill or rebalance explains. */
   unexplained: { previous: Handled; again: Handled }[];
@@ -33,7 +34,12 @@ export interface Verdict<KillState> {
   idleSurvivors: number[];
 }
 
-export function judge<KillState>(run: ChaosRun<KillState>): Verdict<KillState> {
+/**
+ * `lostAtKill`: whether a kill can explain that the victim's handling was repeated (Kafka: its
+ * offset was at or past the committed one right after the kill); by default every handling of
+ * the victim's can (the per-kill count is bounded instead).
+ */
+export function judge<KillState>(run: ChaosRun<KillState>, lostAtKill: (kill: Kill<KillState>, h: Handled) => boolean = () => true): Verdict<KillState> {
   const byId = new Map<number, Handled[]>();
   for (const r of run.records) {
     let list = byId.get(r.id);
@@ -64,7 +70,7 @@ export function judge<KillState>(run: ChaosRun<KillState>): Verdict<KillState> {
       const previous = list[i - 1]!;
       const again = list[i]!;
       const kill = killOf.get(previous.worker);
-      if (kill && kill.at >= previous.at && kill.at <= again.at && again.worker !== previous.worker) {
+      if (kill && kill.at >= previous.at && kill.at <= again.at && again.worker !== previous.worker && lostAtKill(kill, previous)) {
         perKill.get(kill)!.duplicated++;
         continue;
       }
@@ -84,7 +90,7 @@ export function judge<KillState>(run: ChaosRun<KillState>): Verdict<KillState> {
   return { missing, duplicates, perKill: [...perKill.values()], perRebalance: [...perRebalance.values()], unexplained, idleSurvivors };
 }
 
-/** When the handling's worker was told of the rebalance it finished that handling in (between the notice and its next assignment), if any. */
+/** When the handling's worker was told of the rebalance that handling was running in (ended after the notice, started before the next assignment), if any. */
 function rebalanceWindows<KillState>(run: ChaosRun<KillState>): (h: Handled) => number | undefined {
   const windows = new Map<number, { from: number; to: number }[]>();
   const events = [...run.groupEvents].sort((a, b) => a.at - b.at);
@@ -95,7 +101,7 @@ function rebalanceWindows<KillState>(run: ChaosRun<KillState>): (h: Handled) => 
     if (!list) windows.set(e.worker, (list = []));
     list.push({ from: e.at, to: next?.at ?? Infinity });
   }
-  return (h) => windows.get(h.worker)?.find((w) => w.from <= h.at && h.at <= w.to)?.from;
+  return (h) => windows.get(h.worker)?.find((w) => w.from <= h.at && h.started <= w.to)?.from;
 }
 
 /** One line per kill and a total, for the test's output (and the ops notes). */
@@ -112,7 +118,7 @@ export function describeRun<KillState>(
       `  kill worker ${c.kill.worker} at ${t(c.kill.at)} s (${c.kill.recordsBefore} handled): ${c.duplicated} handled again (bound ${bound(c.kill)}), ` +
       `${c.givenBack} redelivered${c.takeoverMs === undefined ? '' : ` (first ${c.takeoverMs} ms after the kill)`}${extra(c.kill)}`,
   );
-  const rebalances = verdict.perRebalance.map((r) => `  rebalance told to worker ${r.worker} at ${t(r.at)} s: ${r.duplicated} it finished meanwhile handled again`);
+  const rebalances = verdict.perRebalance.map((r) => `  rebalance told to worker ${r.worker} at ${t(r.at)} s: ${r.duplicated} it was handling then handled again`);
   return [
     `${name}: ${run.plan.ids} ids, ${run.records.length} handlings, ${verdict.duplicates} duplicates, ${run.kills.length} kills, ${run.workers.length} workers;` +
       ` published by ${t(run.publishedAt)} s, all handled by ${t(run.allHandledAt)} s (seed ${run.plan.seed})`,

@@ -21,13 +21,14 @@ const log = (line: string) => process.stdout.write(`${new Date().toISOString()} 
 const work = () => new Promise((resolve) => setTimeout(resolve, config.workMs));
 
 async function handler(msg: Message): Promise<void> {
+  const started = Date.now();
   await work();
   const { id } = msg.json<{ id: number }>();
   if (config!.broker === 'kafka') {
     const raw = msg.raw as KafkaRecord;
-    records.handled(id, msg.redelivered, { partition: raw.partition, offset: Number(raw.message.offset) });
+    records.handled(id, started, msg.redelivered, { partition: raw.partition, offset: Number(raw.message.offset) });
   } else {
-    records.handled(id, msg.redelivered);
+    records.handled(id, started, msg.redelivered);
   }
 }
 
@@ -41,7 +42,7 @@ function consumer(c: WorkerConfig): Consumer<unknown> {
       // Through the driver port (any driver): when a rebalance starts and when the assignment comes.
       const watch = new DriverWatch();
       watch.on('rebalancing', () => records.group('rebalancing'));
-      watch.on('assigned', () => records.group('assigned'));
+      watch.on('assigned', (assignment) => records.group('assigned', assignment));
       const { driver } = resolveKafka('chaos worker', kafkaClient(c.brokers));
       return kafkaConsumer({ ...c.options, kafka: watch.wrap(driver), handler }) as Consumer<unknown>;
     }
