@@ -29,7 +29,7 @@ export function toMessage(work: Work, idPrefix: string): Message<KafkaRecord> {
     body: message.value ?? EMPTY,
     headers,
     // Kafka messages have no id; a `message-id` header (kafkaPublisher's `id`) wins, else the position, which is stable across redeliveries.
-    id: headerText(headers[MESSAGE_ID_HEADER]) ?? idPrefix + message.offset,
+    id: headerText(headers[MESSAGE_ID_HEADER]) || idPrefix + message.offset, // an empty id is none (many messages would share it)
     key: work.key,
     source: topic,
     deliveryAttempt: work.attempt,

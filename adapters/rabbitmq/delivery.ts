@@ -35,7 +35,7 @@ export function toMessage(raw: ConsumeMessage, queue: string): Message<ConsumeMe
     body: raw.content,
     headers,
     // messageId is what makes redeliveries recognisable; without it the id is only unique per delivery.
-    id: raw.properties.messageId ?? `${queue}:${raw.fields.consumerTag}:${raw.fields.deliveryTag}`,
+    id: raw.properties.messageId || `${queue}:${raw.fields.consumerTag}:${raw.fields.deliveryTag}`, // an empty id is none, as on NATS
     key: typeof routingKey === 'string' ? routingKey : raw.fields.routingKey,
     source: queue,
     deliveryAttempt: attempt,

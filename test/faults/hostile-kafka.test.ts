@@ -130,7 +130,7 @@ async function maxMessageBytes(): Promise<number> {
 
 describe('hostile input on Kafka', () => {
   it('handlers that decode, and handlers that do not', async () => {
-    await checkHostile(kafkaBroker(), hostileBatch('kafka', 50, 150), { withSchema: false, runs: 6 });
+    await checkHostile(kafkaBroker(), hostileBatch('kafka', 50, 150), { withSchema: false, runs: 5 });
   });
 
   it('a consumer with a schema', async () => {

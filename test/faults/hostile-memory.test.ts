@@ -61,10 +61,10 @@ const memory: HostileBroker = {
 
 describe('hostile input on the memory broker', () => {
   it('handlers that decode, and handlers that do not', async () => {
-    await checkHostile(memory, hostileBatch('mem', 100, 200), { withSchema: false, runs: 40 });
+    await checkHostile(memory, hostileBatch('mem', 100, 200), { withSchema: false, runs: 25 });
   });
 
   it('a consumer with a schema', async () => {
-    await checkHostile(memory, hostileBatch('mem-schema', 100, 200), { withSchema: true, runs: 40 });
+    await checkHostile(memory, hostileBatch('mem-schema', 100, 200), { withSchema: true, runs: 25 });
   });
 });

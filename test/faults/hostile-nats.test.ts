@@ -139,11 +139,11 @@ async function deadLettersIn(stream: string, n: number) {
 
 describe('hostile input on NATS JetStream', () => {
   it('handlers that decode, and handlers that do not', async () => {
-    await checkHostile(jetstream, hostileBatch('js', 50, 150, fc.oneof(jetStreamDirectives, oddName)), { withSchema: false, runs: 8 });
+    await checkHostile(jetstream, hostileBatch('js', 50, 150, fc.oneof(jetStreamDirectives, oddName)), { withSchema: false, runs: 6 });
   });
 
   it('a consumer with a schema', async () => {
-    await checkHostile(jetstream, hostileBatch('js-schema', 50, 150, fc.oneof(jetStreamDirectives, oddName)), { withSchema: true, runs: 4 });
+    await checkHostile(jetstream, hostileBatch('js-schema', 50, 150, fc.oneof(jetStreamDirectives, oddName)), { withSchema: true, runs: 3 });
   });
 
   it("bodies of the server's max_payload less their headers: handled; dead-lettered with room for the dead letter's headers", async () => {
@@ -187,11 +187,11 @@ describe('hostile input on NATS JetStream', () => {
 
 describe('hostile input on core NATS', () => {
   it('handlers that decode, and handlers that do not', async () => {
-    await checkHostile(core, hostileBatch('core', 50, 150, fc.oneof(coreDirectives, oddName)), { withSchema: false, runs: 8 });
+    await checkHostile(core, hostileBatch('core', 50, 150, fc.oneof(coreDirectives, oddName)), { withSchema: false, runs: 6 });
   });
 
   it('a consumer with a schema', async () => {
-    await checkHostile(core, hostileBatch('core-schema', 50, 150, fc.oneof(coreDirectives, oddName)), { withSchema: true, runs: 4 });
+    await checkHostile(core, hostileBatch('core-schema', 50, 150, fc.oneof(coreDirectives, oddName)), { withSchema: true, runs: 3 });
   });
 
   it("bodies of the server's max_payload less their headers: handled; dead-lettered with room for the dead letter's headers", async () => {

@@ -117,11 +117,11 @@ const rabbitmq: HostileBroker = {
 
 describe('hostile input on RabbitMQ', () => {
   it('handlers that decode, and handlers that do not', async () => {
-    await checkHostile(rabbitmq, hostileBatch('rmq', 50, 150, reserved), { withSchema: false, runs: 8 });
+    await checkHostile(rabbitmq, hostileBatch('rmq', 50, 150, reserved), { withSchema: false, runs: 6 });
   });
 
   it('a consumer with a schema', async () => {
-    await checkHostile(rabbitmq, hostileBatch('rmq-schema', 50, 150, reserved), { withSchema: true, runs: 4 });
+    await checkHostile(rabbitmq, hostileBatch('rmq-schema', 50, 150, reserved), { withSchema: true, runs: 3 });
   });
 
   it('bodies of 4 MiB', async () => {

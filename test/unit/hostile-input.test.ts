@@ -7,6 +7,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import type { ConsumeMessage } from 'amqplib';
 import { describe, expect, it } from 'vitest';
+import { toMessage as kafkaMessage } from '../../adapters/kafka/delivery.js';
 import { RabbitDelivery, toMessage } from '../../adapters/rabbitmq/delivery.js';
 import { republishable } from '../../adapters/rabbitmq/header-table.js';
 import type { NatsClient } from '../../adapters/nats/client.js';
@@ -175,5 +176,19 @@ describe('core NATS: dead letters of messages that share a Nats-Msg-Id', () => {
     await consumer.stop({ timeoutMs: 1000 });
     expect(stored.map((s) => s.subject)).toEqual(['orders.dlq', 'orders.dlq']);
     expect(new Set(stored.map((s) => s.msgID)).size).toBe(2);
+  });
+});
+
+describe('an empty message id is no id', () => {
+  it('RabbitMQ: an empty message-id property gives the delivery its own id (and its retry copies keep that one)', () => {
+    const raw = consumed({});
+    raw.properties.messageId = '';
+    expect(toMessage(raw, 'q').id).toBe('q:c:1');
+  });
+
+  it("Kafka: an empty message-id header gives the message its position's id", () => {
+    const work = { topic: 't', partition: 0, offset: 5, key: undefined, lane: undefined, attempt: 1, message: { offset: '5', key: null, value: Buffer.from('x'), headers: { 'message-id': Buffer.from('') } } };
+    expect(kafkaMessage(work as never, 't/0/').id).toBe('t/0/5');
+    expect(kafkaMessage({ ...work, message: { ...work.message, headers: { 'message-id': Buffer.from('m-1') } } } as never, 't/0/').id).toBe('m-1');
   });
 });
