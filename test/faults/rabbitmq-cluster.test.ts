@@ -2,9 +2,11 @@
  * A three-node private RabbitMQ cluster (scripts/rabbitmq-node, ports 5701-5703) and a quorum
  * queue, consumed by a rabbitConsumer given all three URLs. (a) The node the consumer is connected
  * to is stopped gracefully: it fails over to the next URL. (b) The node leading the queue is killed
- * (SIGKILL). Each time: every id handled, duplicates only among what was unacked at the fault (at
- * most the prefetch), acks go on after it, health is not ok while the consumer cannot consume and
- * ok after, and the queue ends empty. The cluster is started once for the file.
+ * (SIGKILL) while the consumer is on another node, then (c) while it is on that node. Each time:
+ * every id handled, duplicates only among what was unacked at the fault (at most the prefetch),
+ * acks go on after it, health is not ok while the consumer has no connection and ok after, and the
+ * queue and its dead-letter queue end empty. The cluster is started once for the file; a stopped or
+ * killed node is started again at the end of its test.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { countingConsumer, declareQueues, publishNumbered, queueDepth, queueLeader, type CountingConsumer } from '../helpers/rabbit-faults.js';
@@ -63,7 +65,9 @@ async function faultMidStream(c: CountingConsumer, fault: () => Promise<void>): 
 }
 
 async function expectAllDone(c: CountingConsumer, ids: string[], queue: string, alive: RabbitNode): Promise<void> {
-  await until(() => ids.every((id) => c.succeeded.has(id)), 'every id handled after the fault', 90_000);
+  await until(() => ids.every((id) => c.succeeded.has(id)), 'every id handled after the fault', 90_000).catch((error: Error) => {
+    throw new Error(`${error.message}: ${ids.filter((id) => !c.succeeded.has(id)).length} missing; ${c.describe()}`);
+  });
   await until(() => c.consumer.health().status === 'ok', 'health ok after the fault', 30_000);
   await c.consumer.stop();
   expect([...c.calls.keys()].sort()).toEqual([...ids].sort());

@@ -81,13 +81,16 @@ async function survivesRestart(
   try {
     await restart(c);
     await until(() => c.connection.some((e) => e.state === 'recovered'), 'recovered after the restart', 60_000).catch((error: Error) => {
-      throw new Error(`${error.message}; last errors: ${c.errors.slice(-3).join(' | ')}`);
+      throw new Error(`${error.message}: ${c.describe()}`);
     });
   } finally {
     c.release();
   }
   expect(c.calls.size, 'the fault came before the last message').toBeLessThan(n);
-  await until(() => ids.every((id) => c.succeeded.has(id)), 'every id handled after the restart', 60_000);
+  await until(() => ids.every((id) => c.succeeded.has(id)), 'every id handled after the restart', 60_000).catch(async (error: Error) => {
+    const missing = ids.filter((id) => !c.succeeded.has(id));
+    throw new Error(`${error.message}: ${missing.length} missing (${missing.slice(0, 5).join(',')}…), queue ${JSON.stringify(await queueDepth(node, queue))}; ${c.describe()}`);
+  });
   await until(() => c.consumer.health().status === 'ok', 'health ok again', 30_000);
   expect(c.consumer.status().handled, 'acks go on after the restart').toBeGreaterThan(handledAtFault);
   await c.consumer.stop();

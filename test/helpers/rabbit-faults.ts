@@ -76,6 +76,8 @@ export interface CountingConsumer {
   release(): void;
   /** Calls beyond the first, summed over ids. */
   duplicates(): number;
+  /** What the consumer is doing now, for a hang guard's message: connection events, status, the last errors. */
+  describe(): string;
 }
 
 type Options = Omit<RabbitConsumerOptions, 'handler' | 'batchHandler'> & {
@@ -142,5 +144,10 @@ export function countingConsumer(options: Options): CountingConsumer {
       open();
     },
     duplicates: () => [...calls.values()].reduce((s, c) => s + c - 1, 0),
+    describe() {
+      const { state, inFlight, paused, pausedBy, handled, skippedStale, givenBack } = consumer.status();
+      const events = connection.map((e) => e.state).join(',');
+      return `state ${state}, connection events [${events}], handled ${handled}, in flight ${inFlight}, paused ${paused} ${pausedBy.join('+')}, skippedStale ${skippedStale}, givenBack ${givenBack}, health ${consumer.health().status}; last errors: ${errors.slice(-3).join(' | ')}`;
+    },
   };
 }
