@@ -36,7 +36,8 @@ export function toMessage(raw: ConsumeMessage, queue: string): Message<ConsumeMe
     headers,
     // messageId is what makes redeliveries recognisable; without it the id is only unique per delivery.
     id: raw.properties.messageId || `${queue}:${raw.fields.consumerTag}:${raw.fields.deliveryTag}`, // an empty id is none, as on NATS
-    key: typeof routingKey === 'string' ? routingKey : raw.fields.routingKey,
+    // Our header when it can be a routing key (a producer may set it to anything): a dead letter to an exchange is published with it.
+    key: typeof routingKey === 'string' && Buffer.byteLength(routingKey) <= 255 ? routingKey : raw.fields.routingKey,
     source: queue,
     deliveryAttempt: attempt,
     redelivered: raw.fields.redelivered || attempt > 1,

@@ -56,17 +56,25 @@ function shortstr(id: string): string {
 const reserved = fc.oneof(
   fc.array(fc.string({ minLength: 1, maxLength: 8 }), { minLength: 1, maxLength: 2 }).map((keys): [string, HostileValue] => ['CC', { kind: 'array', value: keys.map((k) => `nowhere-${k}`) }]),
   fc.tuple(fc.constantFrom('x-sluice-routing-key', 'x-death', 'x-first-death-reason', 'x-sluice-publish-id'), headerValue),
+  // sluice's own header for the routing key a retry copy first came with: a dead letter to an exchange is routed by it.
+  fc.constantFrom('', 'a.b.#', 'k'.repeat(300), 'ü'.repeat(200)).map((key): [string, HostileValue] => ['x-sluice-routing-key', { kind: 'string', value: key }]),
 );
 
-const rabbitmq: HostileBroker = {
-  name: 'RabbitMQ',
+/** RabbitMQ with a fresh queue per run; dead letters to `<queue>.dlq`, or through a topic exchange bound to it with '#'. */
+const rabbitBroker = (through: 'queue' | 'exchange'): HostileBroker => ({
+  name: through === 'queue' ? 'RabbitMQ' : 'RabbitMQ (dead letters through an exchange)',
   maxAttempts: 3,
   start: (c) => startAttempt(c.attempt), // the attempt header is RabbitMQ's attempt count
   async target() {
     const queue = rabbit.queue('sluice-hostile');
+    const exchange = `${queue}.dlx`;
     await rabbit.withChannel(async (ch) => {
       await ch.assertQueue(queue, { durable: true });
       await ch.assertQueue(`${queue}.dlq`, { durable: true });
+      if (through === 'exchange') {
+        await ch.assertExchange(exchange, 'topic', { durable: true });
+        await ch.bindQueue(`${queue}.dlq`, exchange, '#');
+      }
     });
     return {
       async publish(cases) {
@@ -81,7 +89,8 @@ const rabbitmq: HostileBroker = {
         }
         await publishing.waitForConfirms();
       },
-      consumer: (spec) => rabbitConsumer({ url: rabbit.url, queue, pool: { maxConcurrency: 4, maxQueueSize: 16 }, ...spec }),
+      consumer: (spec) =>
+        rabbitConsumer({ url: rabbit.url, queue, pool: { maxConcurrency: 4, maxQueueSize: 16 }, deadLetter: through === 'queue' ? { queue: `${queue}.dlq` } : { exchange }, ...spec }),
       async deadLetters(n) {
         let depth = 0;
         await until(() => depth >= n, `${n} dead letters in ${queue}.dlq`, 30_000, async () => (depth = (await rabbit.depth(`${queue}.dlq`)).messageCount));
@@ -109,11 +118,13 @@ const rabbitmq: HostileBroker = {
         await rabbit.withChannel(async (ch) => {
           await ch.deleteQueue(queue);
           await ch.deleteQueue(`${queue}.dlq`);
+          if (through === 'exchange') await ch.deleteExchange(exchange);
         });
       },
     };
   },
-};
+});
+const rabbitmq = rabbitBroker('queue');
 
 describe('hostile input on RabbitMQ', () => {
   it('handlers that decode, and handlers that do not', async () => {
@@ -122,6 +133,10 @@ describe('hostile input on RabbitMQ', () => {
 
   it('a consumer with a schema', async () => {
     await checkHostile(rabbitmq, hostileBatch('rmq-schema', 50, 150, reserved), { withSchema: true, runs: 3 });
+  });
+
+  it('dead letters through an exchange, routed by the routing key the message came with', async () => {
+    await checkHostile(rabbitBroker('exchange'), hostileBatch('rmq-dlx', 50, 150, reserved), { withSchema: false, runs: 3 });
   });
 
   it('bodies of 4 MiB', async () => {

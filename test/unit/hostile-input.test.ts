@@ -192,3 +192,15 @@ describe('an empty message id is no id', () => {
     expect(kafkaMessage({ ...work, message: { ...work.message, headers: { 'message-id': Buffer.from('m-1') } } } as never, 't/0/').id).toBe('m-1');
   });
 });
+
+describe('RabbitMQ: the x-sluice-routing-key header a producer sets', () => {
+  it('is the message key only when it can be a routing key (at most 255 bytes): a dead letter to an exchange is published with it', () => {
+    const key = (value: unknown) => toMessage(consumed({ 'x-sluice-routing-key': value }), 'q').key;
+    expect(key('orders.eu')).toBe('orders.eu');
+    expect(key('')).toBe('');
+    expect(key('k'.repeat(255))).toBe('k'.repeat(255));
+    expect(key('k'.repeat(256))).toBe('q'); // the routing key it was delivered with
+    expect(key('ü'.repeat(200))).toBe('q'); // 400 bytes
+    expect(key(5)).toBe('q');
+  });
+});
