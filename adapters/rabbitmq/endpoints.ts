@@ -2,6 +2,13 @@ import { connect, type ChannelModel, type Options } from 'amqplib';
 import { redactUrl } from '../../src/adapter/index.js';
 import { explainConnectError } from './connect-error.js';
 
+/**
+ * How long one address may take to accept the connection and finish the AMQP handshake, unless
+ * `socketOptions.timeout` says otherwise. amqplib has none: a node whose host drops packets would
+ * hold each connect for the OS's TCP timeout (about two minutes) before the next node is tried.
+ */
+export const CONNECT_TIMEOUT_MS = 10_000;
+
 /** One broker address: an `amqp(s)://` URL or amqplib's connect object. */
 export type RabbitAddress = string | Options.Connect;
 
@@ -36,7 +43,7 @@ export class Endpoints {
     for (let k = 0; k < this.addresses.length; k++) {
       const i = (this.#next + k) % this.addresses.length;
       try {
-        const connection = await connect(this.addresses[i]!, socketOptions);
+        const connection = await connect(this.addresses[i]!, { timeout: CONNECT_TIMEOUT_MS, ...socketOptions });
         this.#current = i;
         this.#next = i;
         return connection;

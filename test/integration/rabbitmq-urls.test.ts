@@ -68,3 +68,22 @@ describe('rabbitConsumer url: several nodes', () => {
     await expect(rabbitPublisher({ url: [refused] })).rejects.toThrow(/rabbitPublisher: cannot connect to amqp:\/\/guest:\*\*\*@127\.0\.0\.1/);
   });
 });
+
+describe('rabbitConsumer url: a node that accepts and never answers', () => {
+  it('costs one connect timeout (10 s by default), then the next node is tried', async () => {
+    // Accepts TCP and says nothing: amqplib alone would wait for connection.start for ever.
+    const silent = createServer(() => {});
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    try {
+      const queue = rabbit.queue('sluice-urls-silent');
+      await rabbit.fill(queue, 1);
+      const url = [`amqp://guest:guest@127.0.0.1:${(silent.address() as { port: number }).port}`, rabbit.url];
+      const consumer = rabbitConsumer({ url, queue, pool: { maxConcurrency: 1, maxQueueSize: 1 }, handler });
+      await consumer.start();
+      expect((consumer.source as RabbitSource).connectedTo).toBe(`amqp://guest:***@${new URL(rabbit.url).host}`);
+      await consumer.stop();
+    } finally {
+      silent.close();
+    }
+  }, 30_000);
+});
