@@ -170,6 +170,11 @@ export function resolveKafka(owner: string, value: unknown): { driver: KafkaDriv
     }
     return { driver: new PlatformaticDriver({ ...config, client } as PlatformaticKafkaConfig), where: redactText((brokers as string[]).join(',')) };
   }
+  if ('groupProtocol' in config) {
+    throw new TypeError(
+      `${owner}: option "kafka.groupProtocol" is not a kafkajs setting (kafkajs has only the classic group protocol); for KIP-848 use kafka: { client: 'platformatic', groupProtocol: 'consumer', ... }`,
+    );
+  }
   const brokers = config.brokers;
   if (typeof brokers !== 'function') {
     if (!Array.isArray(brokers) || brokers.length === 0 || brokers.some((b) => typeof b !== 'string' || b.length === 0)) {

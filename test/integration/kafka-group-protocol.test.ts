@@ -3,17 +3,29 @@
  * broker: the broker assigns partitions and moves them one by one through heartbeats (no join
  * barrier, no eager revoke of everything). Two members and a rebalance: every id handled, a
  * partition that moved is not started again by the member that gave it up, and the committed
- * offsets reach the log end. The kafkajs driver has only the classic protocol, so this file runs in
- * the platformatic pass (`SLUICE_KAFKA_DRIVER=platformatic`, Node >= 22.22) and is skipped by the others.
+ * offsets reach the log end. It runs on every Node the driver supports (>= 22.22), whichever
+ * driver the pass's other Kafka tests use; on an older Node the driver's refusal is what is
+ * tested. The kafkajs driver has only the classic protocol: asking it for another is refused.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { kafkaConsumer, type KafkaClientOption } from '../../adapters/kafka/index.js';
+import { assertPlatformaticNode } from '../../adapters/kafka/drivers/platformatic.js';
 import { WorkerPool } from '../../src/index.js';
-import { KAFKA_DRIVER, kafkaClient, kafkaFixture, type FixtureConsumerOptions, type KafkaFixture } from '../helpers/kafka.js';
+import { kafkaFixture, type FixtureConsumerOptions, type KafkaFixture } from '../helpers/kafka.js';
 import { until } from '../helpers/wait.js';
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-describe.runIf(KAFKA_DRIVER === 'platformatic')('KIP-848 group protocol on @platformatic/kafka', () => {
+const platformaticRuns = (() => {
+  try {
+    assertPlatformaticNode('check');
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+describe('KIP-848 group protocol', () => {
   let kafka: KafkaFixture;
   beforeAll(async () => {
     kafka = await kafkaFixture({ deleteOnClose: true, stopTimeoutMs: 2000 });
@@ -22,8 +34,12 @@ describe.runIf(KAFKA_DRIVER === 'platformatic')('KIP-848 group protocol on @plat
     await kafka?.close();
   });
 
-  /** The fixture's consumer on the consumer group protocol (the broker's `group.consumer.*` settings govern its heartbeats). */
-  const member = (options: FixtureConsumerOptions) => kafka.consumer({ kafka: kafkaClient(kafka.brokers, { platformatic: { groupProtocol: 'consumer' } }), ...options });
+  /** A consumer on @platformatic/kafka with the consumer group protocol (the broker's `group.consumer.*` settings govern its heartbeats). */
+  const member = (options: FixtureConsumerOptions) =>
+    kafka.consumer({
+      kafka: { client: 'platformatic', brokers: kafka.brokers, clientId: 'sluice-test', retries: 2, retryDelay: 100, groupProtocol: 'consumer' } as KafkaClientOption,
+      ...options,
+    });
 
   /** The group's type as the broker lists it: 'consumer' for a KIP-848 group, 'classic' otherwise. */
   async function groupType(groupId: string): Promise<string | undefined> {
@@ -34,6 +50,25 @@ describe.runIf(KAFKA_DRIVER === 'platformatic')('KIP-848 group protocol on @plat
     } finally {
       await admin.close();
     }
+  }
+
+  it('kafkajs has only the classic protocol: groupProtocol in a kafkajs config is refused at construction, naming the driver that has it', () => {
+    const build = () =>
+      kafkaConsumer({
+        kafka: { brokers: kafka.brokers, groupProtocol: 'consumer' } as KafkaClientOption,
+        groupId: 'never-joined',
+        topics: ['never-read'],
+        pool: { maxConcurrency: 1, maxQueueSize: 1 },
+        handler: async () => {},
+      });
+    expect(build).toThrow(/option "kafka.groupProtocol".*kafkajs.*client: 'platformatic'/);
+  });
+
+  if (!platformaticRuns) {
+    it(`on Node ${process.versions.node} the platformatic driver is refused at construction, naming the Node it needs`, () => {
+      expect(() => member({ groupId: 'never-joined', topics: ['never-read'], pool: { maxConcurrency: 1, maxQueueSize: 1 }, handler: async () => {} })).toThrow(/needs Node >= 22\.22, this is Node v/);
+    });
+    return;
   }
 
   it('two members and a rebalance: every id handled, nothing of a moved partition started again by its old owner, committed offsets at the log end', async () => {
