@@ -18,4 +18,10 @@ describe('README', () => {
     expect(read('README.md')).toContain('npm test');
     expect(read('.ci/run')).toContain('npm test');
   });
+
+  it('names the fault suite CI runs, and the command is the one package.json defines', () => {
+    expect(read('README.md')).toContain('npm run test:faults');
+    expect(read('.ci/run')).toContain('npm run test:faults');
+    expect(JSON.parse(read('package.json')).scripts['test:faults']).toBe('vitest run --config vitest.faults.config.ts');
+  });
 });
