@@ -1,6 +1,6 @@
 /**
  * The Kafka driver port: the few client operations the adapter needs, so that everything that
- * makes it correct — done-prefix commits, assignment epochs, key lanes, pause and seek back, held
+ * makes it correct — done-prefix commits, assignment epochs, key lanes, pause and fetch again, held
  * messages (group.ts, intake.ts, outcomes.ts, commits.ts, partition.ts, key-scheduler.ts) — is
  * written once, above it, and a client is a driver below it: kafkajs (drivers/kafkajs.ts, the
  * default) or @platformatic/kafka (drivers/platformatic.ts). A driver translates; it decides
@@ -32,7 +32,7 @@ export interface DriverBatch {
 /**
  * One batch handed to the adapter (kafkajs's `eachBatch` payload is one). The driver fetches that
  * partition again only once the promise the adapter returns has settled, from after the last
- * offset resolved — or from where `seek` said, whichever came last.
+ * offset resolved (from its committed offset after a rebalance).
  */
 export interface DriverBatchPayload {
   readonly batch: DriverBatch;
@@ -45,7 +45,7 @@ export interface DriverBatchPayload {
   heartbeat(): Promise<void>;
   /** False once the consumer is stopping. */
   isRunning(): boolean;
-  /** True once the batch is outdated (its partition sought or revoked since it was fetched). */
+  /** True once the batch is outdated (its partition revoked since it was fetched). */
   isStale(): boolean;
 }
 
@@ -99,8 +99,6 @@ export interface GroupMember {
   /** Per partition: stop fetching it / fetch it again. Synchronous; may throw while the member is not in a group. */
   pause(topic: string, partition: number): void;
   resume(topic: string, partition: number): void;
-  /** The partition's next fetch starts at `offset`. */
-  seek(topic: string, partition: number, offset: number): void;
   /** Commits the offsets under the member's current generation; rejects when the broker refuses. */
   commit(offsets: CommitOffset[]): Promise<void>;
   /** Leaves the group and disconnects; never rejects for a member that never connected. */

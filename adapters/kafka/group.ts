@@ -18,7 +18,7 @@ export interface GroupHooks {
 /**
  * Group membership: the driver's group member, its assignment (one PartitionState per assigned
  * partition and assignment: the epoch) and what the client is told about each partition (pause,
- * resume, seek). The driver reports whole assignments at each join: a join is where partitions
+ * resume). The driver reports whole assignments at each join: a join is where partitions
  * come and go.
  */
 export class Group {
@@ -144,17 +144,15 @@ export class Group {
       for (const partition of partitions) {
         const id = partitionId(topic, partition);
         assigned.add(id);
-        let state = this.states.get(id);
-        if (state === undefined) {
-          state = new PartitionState(topic, partition);
-          if (this.paused) state.reasons.add('source');
-          if (this.stopped) state.reasons.add('stopped');
-          this.states.set(id, state);
-        } else if (state.tracker.next !== undefined) {
-          // Kept across the rebalance: the client dropped its fetch position (kafkajs goes back to
-          // the committed offset); go on from what we already took instead of taking it twice.
-          this.seek(state, state.tracker.next);
-        }
+        // A partition kept across the rebalance may be fetched again from its committed offset
+        // (kafkajs): the intake steps over what it already took (tracker.next). No seek: kafkajs
+        // keeps a seek it has not applied when the partition moves away, and applies it when the
+        // partition comes back, generations later.
+        if (this.states.has(id)) continue;
+        const state = new PartitionState(topic, partition);
+        if (this.paused) state.reasons.add('source');
+        if (this.stopped) state.reasons.add('stopped');
+        this.states.set(id, state);
       }
     }
     for (const [id, state] of this.states) {
@@ -210,16 +208,6 @@ export class Group {
     }
   }
 
-  /** Rewinds the client's fetch position of the partition (the first message not taken). */
-  seek(state: PartitionState, offset: number): void {
-    // A revoked partition's position is its next owner's business (it starts at the last commit).
-    if (state.revoked) return;
-    try {
-      this.member?.seek(state.topic, state.partition, offset);
-    } catch (error) {
-      this.hooks.report({ type: 'error', error: new Error(redactError(error)), detail: 'seek' });
-    }
-  }
 }
 
 /**

@@ -11,8 +11,10 @@ import type { PartitionState } from './partition.js';
  * runtime at once, or queued behind its busy key (bounded by `maxHeldPerPartition`); eachBatch
  * never waits for handlers, so the client's own loop keeps fetching and heartbeating. It waits
  * only in place — for the pool's room or for held messages to drain — with the partition paused
- * and heartbeats sent meanwhile; a refusal or a pause that cannot be waited out rewinds the
- * partition to the first message not taken, so nothing is skipped.
+ * and heartbeats sent meanwhile; a refusal or a pause that cannot be waited out returns with only
+ * the taken prefix resolved, and the driver fetches the rest again from there, so nothing is
+ * skipped. No seek: kafkajs keeps a seek it has not applied across rebalances and applies it when
+ * the partition comes back, generations later, below or above what the group committed since.
  */
 export class Intake {
   #beating: Promise<undefined> | undefined;
@@ -43,7 +45,7 @@ export class Intake {
       }
       taken = undefined;
     };
-    // Only an await lets a rebalance, a stop or a seek in: check on entry and after each wait
+    // Only an await lets a rebalance or a stop in: check on entry and after each wait
     // (isStale() builds a string key per call, too costly per message).
     let check = true;
     for (let i = 0; i < messages.length; ) {
@@ -54,7 +56,7 @@ export class Intake {
       }
       const offset = Number(message.offset);
       // Paused (by the runtime, the bound, a stop): the rest of the batch is fetched again later.
-      if (state.reasons.size > 0 || group.stopped) return (resolve(), group.seek(state, offset));
+      if (state.reasons.size > 0 || group.stopped) return resolve();
       const position = state.tracker.next;
       if (position !== undefined && offset < position) {
         taken = message.offset; // taken before a rejoin reset kafkajs's position
@@ -70,11 +72,10 @@ export class Intake {
         if (state.held >= max) {
           resolve();
           check = true;
-          // Waiting here keeps the fetched batch: a pause and seek back would make kafkajs fetch it
+          // Waiting here keeps the fetched batch: returning would make the driver fetch it
           // again (and sleep maxWaitTimeInMs while every partition is paused).
           if (await this.#awaitRelease(state, heartbeat)) continue;
-          group.pause(state, 'held');
-          return group.seek(state, offset);
+          return group.pause(state, 'held');
         }
         state.tracker.take(offset);
         state.lanes.enqueue(lane, { topic: batch.topic, partition: batch.partition, message, offset, key, lane, attempt: 1 });
@@ -87,7 +88,7 @@ export class Intake {
         resolve();
         check = true;
         if (await this.#awaitRoom(state, heartbeat)) continue;
-        return group.seek(state, offset);
+        return;
       }
       state.tracker.take(offset);
       if (lane !== undefined) state.lanes.begin(lane);
@@ -103,7 +104,7 @@ export class Intake {
       resolve();
       check = true;
       if (result === 'overloaded' && (await this.#awaitRoom(state, heartbeat))) continue;
-      return group.seek(state, offset);
+      return;
     }
     resolve();
     // Everything taken: also step over offsets that carry no message (transaction markers).
@@ -127,7 +128,7 @@ export class Intake {
   /**
    * Waits, inside the batch, until half of the partition's held messages have gone to the pool.
    * Bounded in time (a retry backing off for long must not hold the driver's loop): false when the
-   * caller should pause and seek back instead.
+   * caller should pause and return instead (the rest is fetched again).
    */
   async #awaitRelease(state: PartitionState, heartbeat: () => Promise<void>): Promise<boolean> {
     // Paused meanwhile, as for the pool's room: a cheap flag in kafkajs while the batch is kept.

@@ -38,7 +38,7 @@ export class Outcomes implements DeliveryHooks {
     private readonly commits: Commits,
   ) {}
 
-  /** Hands a message to the runtime. Anything but 'accepted' is a refusal the caller gives back (seek back or keep holding). */
+  /** Hands a message to the runtime. Anything but 'accepted' is a refusal the caller gives back (leave it unresolved, to be fetched again, or keep holding). */
   dispatch(state: PartitionState, work: Work): DispatchResult {
     return this.context.dispatch(new KafkaDelivery(state, work, this));
   }

@@ -8,7 +8,7 @@ import type { ResolvedKafkaOptions } from './options.js';
 import { Outcomes } from './outcomes.js';
 import type { PauseReason } from './partition.js';
 
-/** Retries wait in the adapter (the offset stays open), so the runtime never holds them; a refusal is a pause and seek back. */
+/** Retries wait in the adapter (the offset stays open), so the runtime never holds them; a refusal is a pause, and the refused message is fetched again. */
 const CAPABILITIES: SourceCapabilities = Object.freeze({ delayedRetry: true, redelivery: true, pause: true });
 
 export interface KafkaSourceStatus {

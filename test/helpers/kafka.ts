@@ -138,7 +138,6 @@ export class DriverWatch extends EventEmitter<{
             member.resume(topic, partition);
             mark(topic, partition, false);
           },
-          seek: (topic, partition, offset) => member.seek(topic, partition, offset),
           commit(offsets) {
             watch.emit('commit', offsets);
             return member.commit(offsets);

@@ -75,9 +75,6 @@ class KafkajsMember implements GroupMember {
     this.client.resume([{ topic, partitions: [partition] }]);
   }
 
-  seek(topic: string, partition: number, offset: number): void {
-    this.client.seek({ topic, partition, offset: String(offset) });
-  }
 
   async commit(offsets: CommitOffset[]): Promise<void> {
     await this.client.commitOffsets(offsets.map(({ topic, partition, offset }) => ({ topic, partition, offset: String(offset) })));

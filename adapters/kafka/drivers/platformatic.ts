@@ -3,8 +3,8 @@
  * an optional peer dependency loaded only when used).
  *
  * @platformatic/kafka's `MessagesStream` fetches every assigned partition as one stream and has no
- * per-partition pause or seek, which the adapter's bound needs (pause a partition whose pool is
- * full, seek back to the first message not taken). So this driver keeps the client's group
+ * per-partition pause or fetch position, which the adapter's bound needs (pause a partition whose
+ * pool is full, fetch again from the first message not taken). So this driver keeps the client's group
  * membership (join, heartbeats, rebalances: the client's own) and runs its own fetch loop on the
  * client's `fetch()` (fetch sessions, leaders and retries are the client's): each round fetches
  * the assigned partitions that are not paused, from the driver's own position per partition, and
@@ -103,7 +103,7 @@ interface Part {
   /** The next offset to fetch; undefined until the committed offset (or the fallback) is known. */
   position: bigint | undefined;
   paused: boolean;
-  /** Bumped by every seek and by the revoke: a fetch or batch of an older generation is outdated. */
+  /** Bumped by the revoke: a fetch or batch of an older generation is outdated. */
   gen: number;
   revoked: boolean;
 }
@@ -220,13 +220,6 @@ class PlatformaticMember implements GroupMember {
     this.#wake?.();
   }
 
-  seek(topic: string, partition: number, offset: number): void {
-    const part = this.#parts.get(key(topic, partition));
-    if (!part) return;
-    part.position = BigInt(offset);
-    part.gen++;
-    this.#wake?.();
-  }
 
   async commit(offsets: CommitOffset[]): Promise<void> {
     const client = this.#client;
@@ -248,7 +241,7 @@ class PlatformaticMember implements GroupMember {
 
   // --- the fetch loop -----------------------------------------------------------------------
 
-  /** Resolves on a resume, seek, assignment change or leave, or after `ms`. */
+  /** Resolves on a resume, assignment change or leave, or after `ms`. */
   #sleep(ms: number): Promise<void> {
     return new Promise((resolve) => {
       const timer = setTimeout(done, ms);
@@ -318,7 +311,7 @@ class PlatformaticMember implements GroupMember {
       part.gen++;
       this.#parts.delete(k);
     }
-    // The adapter may pause (its pause reasons) or seek (kept partitions) from here.
+    // The adapter may pause (its pause reasons) from here.
     this.handlers.assigned(assignment);
   }
 
@@ -336,7 +329,7 @@ class PlatformaticMember implements GroupMember {
       fallback = await client.listOffsets({ topics: Object.keys(partitions), partitions, timestamp: this.o.fromBeginning ? EARLIEST : LATEST });
     }
     for (const p of parts) {
-      if (p.position !== undefined || p.revoked) continue; // sought meanwhile
+      if (p.position !== undefined || p.revoked) continue; // known meanwhile
       const at = committed.get(p.topic)?.[p.partition] ?? -1n;
       p.position = at >= 0n ? at : fallback?.get(p.topic)?.[p.partition];
     }
@@ -402,7 +395,7 @@ class PlatformaticMember implements GroupMember {
     }
   }
 
-  /** Hands one partition's records to the adapter; its position moves to after what it resolved, or to where it sought. */
+  /** Hands one partition's records to the adapter; its position moves to after what it resolved. */
   async #deliver(part: Part, gen: number, from: bigint, batches: import('@platformatic/kafka').RecordsBatch[]): Promise<void> {
     const messages: KafkaMessageRecord[] = [];
     let last = from - 1n;
@@ -435,14 +428,14 @@ class PlatformaticMember implements GroupMember {
       resolveOffset: (offset) => {
         if (part.gen === gen) resolved = BigInt(offset);
       },
-      // The client heartbeats on its own timer; a batch outdated meanwhile (its partition revoked
-      // or sought) fails here, which ends the adapter's wait inside it, as kafkajs's does in a rebalance.
-      heartbeat: () => (part.gen !== gen || part.revoked ? Promise.reject(new Error('the batch is outdated: its partition was revoked or sought')) : Promise.resolve()),
+      // The client heartbeats on its own timer; a batch outdated meanwhile (its partition revoked)
+      // fails here, which ends the adapter's wait inside it, as kafkajs's does in a rebalance.
+      heartbeat: () => (part.gen !== gen || part.revoked ? Promise.reject(new Error('the batch is outdated: its partition was revoked')) : Promise.resolve()),
       isRunning: () => this.#running,
       isStale: () => part.gen !== gen || part.revoked,
     };
     await this.handlers.batch(payload);
-    if (part.gen !== gen || part.revoked) return; // sought (or revoked): the seek's position stands
+    if (part.gen !== gen || part.revoked) return; // revoked: its next owner starts at the last commit
     const lastMessage = messages.length > 0 ? BigInt(messages[messages.length - 1]!.offset) : undefined;
     // Everything taken: step over what carries no message (transaction markers) too.
     if (lastMessage === undefined || resolved === lastMessage) part.position = last + 1n;
