@@ -16,6 +16,8 @@ const ROUTING_KEY_HEADER = 'x-sluice-routing-key';
 
 /** Sender-selected distribution: RabbitMQ routes a copy to each routing key listed (an array; anything else is refused). */
 const ROUTING_HEADERS = ['CC', 'BCC'];
+/** The producer's user-id, which a copy cannot carry as a property. */
+const USER_ID_HEADER = 'x-sluice-user-id';
 
 /**
  * The attempt our header says, as text (the first of a repeated header, bytes as UTF-8): a whole
@@ -153,6 +155,10 @@ export class RabbitDelivery implements Delivery<ConsumeMessage> {
    */
   #copy(headers: Record<string, unknown>): Options.Publish {
     for (const name of ROUTING_HEADERS) delete headers[name];
-    return { ...this.raw.properties, headers, persistent: true };
+    // RabbitMQ refuses (406) a user-id that is not the publishing connection's user: the copy is
+    // the consumer's publish, so the producer's user-id is kept as a header instead.
+    const { userId, ...properties } = this.raw.properties;
+    if (userId !== undefined) headers[USER_ID_HEADER] = userId;
+    return { ...properties, headers, persistent: true };
   }
 }

@@ -355,6 +355,51 @@ describe('a user confined to one vhost', () => {
     expect(await depth(url, `${queue}.dlq`)).toBe(1);
   });
 
+  it("a message stamped with its producer's user-id is retried and dead-lettered by a consumer logged in as another user", async () => {
+    // RabbitMQ refuses a publish whose user-id is not the publishing connection's user (406): a copy
+    // that kept the producer's would fail for ever, and the message loop back to the queue.
+    const queue = unique('secuid');
+    const producerUrl = amqps('guest', 'guest', VHOST);
+    await node.ctl('set_permissions', '-p', VHOST, 'guest', '.*', '.*', '.*');
+    const producer = await rabbitPublisher({ url: producerUrl, socketOptions: tls() });
+    const ids = [`${queue}-flaky`, `${queue}-poison`];
+    try {
+      await producer.channel.assertQueue(queue, { durable: true });
+      for (const id of ids) {
+        await producer.channel.sendToQueue(queue, Buffer.from(JSON.stringify({ id })), { messageId: id, userId: 'guest', persistent: true });
+      }
+      await producer.channel.waitForConfirms();
+    } finally {
+      await producer.close();
+    }
+    const url = amqps(USER, PASSWORD, VHOST);
+    const { consumer, calls } = counting(url, tls(), {
+      queue,
+      fail: (m, attempt) => {
+        if (m.id === ids[0] && attempt === 1) throw new Error('flaky once: retried by a republish as another user');
+        if (m.id === ids[1]) throw new PermanentError('poison: dead-lettered by a publish as another user');
+      },
+    });
+    const refused: string[] = [];
+    consumer.on('error', ({ during, error }) => refused.push(`${during}: ${String(error)}`));
+    await consumer.start();
+    await until(() => consumer.status().deadLettered === 1 && calls.has(ids[0]!), 'the flaky one handled, the poison one dead-lettered', 30_000);
+    await consumer.stop();
+    expect(refused, 'no broker action refused').toEqual([]);
+    expect(consumer.status().retried).toBe(1);
+    const dead = await connect(url, tls());
+    try {
+      const ch = await dead.createChannel();
+      const got = await ch.get(`${queue}.dlq`, { noAck: true });
+      expect(got && got.properties.messageId).toBe(ids[1]);
+      expect(got && got.properties.userId, 'the copy is published as the consumer, not the producer').toBeUndefined();
+      expect(got && String(got.properties.headers?.['x-sluice-user-id']), 'who produced it is kept').toBe('guest');
+    } finally {
+      await dead.close();
+    }
+    expect(await depth(url, queue)).toBe(0);
+  });
+
   it('credentials revoked while consuming: down, reconnecting at the backoff pace, then every id handled once they are back', async () => {
     const url = amqps(USER, PASSWORD, VHOST);
     const connectionName = unique('sec-revoked');
