@@ -143,7 +143,9 @@ export async function startKafkaCluster(options: KafkaClusterOptions = {}): Prom
       async topic(partitions, { prefix = 'sluice-kc', leader } = {}) {
         const topic = unique(prefix);
         const replicas = (first: NodeId) => [first, ...([1, 2, 3] as NodeId[]).filter((n) => n !== first)];
+        // Leaders awaited by inSync(): kafkajs's waitForLeaders gives up on a first UNKNOWN_TOPIC_OR_PARTITION under load.
         await a.createTopics({
+          waitForLeaders: false,
           topics: [
             leader === undefined
               ? { topic, numPartitions: partitions, replicationFactor: 3 }
@@ -160,13 +162,19 @@ export async function startKafkaCluster(options: KafkaClusterOptions = {}): Prom
       },
       inSync,
       async coordinatorOf(groupId) {
-        // Created by the first FindCoordinator; describeGroups sends one.
-        await a.describeGroups([groupId]);
-        const partitions = await partitionsOf('__consumer_offsets');
-        const partition = groupPartition(groupId, partitions.length);
-        const p = partitions.find((x) => x.partitionId === partition);
-        if (!p) throw new Error(`coordinatorOf: __consumer_offsets has no partition ${partition}`);
-        return p.leader;
+        let leader = -1;
+        const ask = async () => {
+          try {
+            // __consumer_offsets is created by the first FindCoordinator; describeGroups sends one.
+            await a.describeGroups([groupId]);
+            const partitions = await partitionsOf('__consumer_offsets');
+            leader = partitions.find((x) => x.partitionId === groupPartition(groupId, partitions.length))?.leader ?? -1;
+          } catch {
+            leader = -1; // a coordinator still loading, metadata not there yet: ask again
+          }
+        };
+        await until(() => leader >= 0, `the coordinator of group ${groupId}`, 60_000, ask);
+        return leader;
       },
       ...nodes,
       async close() {
