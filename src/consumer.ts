@@ -66,6 +66,8 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
   #consecutiveFailures = 0;
   /** True from a settlement that had to fall back until a retry or dead-letter next succeeds. */
   #settlementFailing = false;
+  /** Retries or dead letters in a row handed back because the broker refused them and their deferral: the pause after each grows. */
+  #refusedStreak = 0;
   readonly #pendingDeadLetters = new PendingDeadLetters<DeadLetterInfo>();
   /** Retries whose delay the runtime waits out (sources without delayedRetry), off the pool. */
   readonly #delayed = new Map<Entry, { timer: NodeJS.Timeout; settlement: Settlement }>();
@@ -784,7 +786,10 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
       signal: entry.abortReason instanceof ShutdownError ? this.#stopping.signal : undefined,
     }, firstFailure);
     if (result === 'done') {
-      if (tried > 0 || settlement.type === 'retry' || settlement.type === 'dead-letter') this.#settlementFailing = false;
+      if (tried > 0 || settlement.type === 'retry' || settlement.type === 'dead-letter') {
+        this.#settlementFailing = false;
+        this.#refusedStreak = 0;
+      }
       this.#settled(entry, settlement, durationMs);
       return;
     }
@@ -796,7 +801,10 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
     if (result === 'deferred') this.#counts.deferred++;
     if (result === 'given-back') this.#counts.givenBack++;
     if (result === 'abandoned') this.#counts.abandoned++;
-    if (settlement.type === 'retry' || settlement.type === 'dead-letter') this.#settlementFailing = true;
+    if (settlement.type === 'retry' || settlement.type === 'dead-letter') {
+      this.#settlementFailing = true;
+      if (result !== 'deferred') this.#pauseAfterRefusal();
+    }
     const tries = this.#o.settlement.tries;
     const fallback = result as 'deferred' | 'given-back' | 'abandoned';
     const failure = new SettlementError(
@@ -825,6 +833,16 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
         this.#counts.givenBack++;
         return this.emit('givenBack', { message, reason: settlement.reason });
     }
+  }
+
+  /**
+   * A retry or dead letter the broker refused, its deferral too (RabbitMQ under a memory alarm:
+   * every publish is blocked): the message was handed back and comes straight back to fail the same
+   * way. Consumption pauses, longer while it lasts, so that this is not a hot loop of deliveries.
+   */
+  #pauseAfterRefusal(): void {
+    if (this.#state === 'stopping' || this.#pauses.has('settlement')) return;
+    void this.#pauseUntil('settlement', abortableDelay(this.#o.overloadBackoff.delayMs(++this.#refusedStreak), this.#stopping.signal));
   }
 
   /** Waits a retry's delay off the pool; stop() ends the wait at once. */

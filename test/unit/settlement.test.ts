@@ -168,6 +168,46 @@ function fakeSource(capabilities: SourceCapabilities = caps) {
   return { source, log, dispatch: (d: Delivery) => context.dispatch(d) };
 }
 
+describe('the runtime when a refused retry or dead letter is handed back', () => {
+  it('pauses consumption before the message comes back to fail the same way, longer while it lasts; a dead letter that goes through ends it', async () => {
+    const { source, log, dispatch } = fakeSource();
+    const consumer = new Consumer(source, {
+      pool: { maxConcurrency: 1, maxQueueSize: 0 },
+      settlement: { tries: 1, backoff: { initialMs: 1 }, deferMs: 5 },
+      overloadBackoff: { initialMs: 30, maxMs: 1000, jitter: 0 },
+      handler: async () => {
+        throw new PermanentError('poison');
+      },
+    });
+    const paused: number[] = [];
+    consumer.on('paused', ({ reason }) => void (reason === 'settlement' && paused.push(Date.now())));
+    await consumer.start();
+    // The broker refuses the dead letter and its deferral (every publish blocked): handed back.
+    const refused = fakeDelivery({ deadLetter: Infinity, defer: Infinity });
+    expect(dispatch(refused.delivery)).toBe('accepted');
+    await until(() => consumer.status().pausedBy.includes('settlement'), 'paused after the hand-back');
+    expect(refused.calls).toEqual(['deadLetter', 'defer(5)', 'giveBack']);
+    expect(log).toContain('pause');
+    await until(() => !consumer.status().pausedBy.includes('settlement'), 'resumed after the backoff');
+    expect(log.at(-1)).toBe('resume');
+    // It comes back and is refused again: a longer pause (the streak grows).
+    const again = fakeDelivery({ deadLetter: Infinity, defer: Infinity });
+    const second = Date.now();
+    expect(dispatch(again.delivery)).toBe('accepted');
+    await until(() => consumer.status().pausedBy.includes('settlement'), 'paused again');
+    await until(() => !consumer.status().pausedBy.includes('settlement'), 'resumed again');
+    expect(Date.now() - second, "the second pause is the backoff's second step (60 ms)").toBeGreaterThanOrEqual(55);
+    // A dead letter that goes through ends the streak, and nothing pauses.
+    const accepted = fakeDelivery();
+    expect(dispatch(accepted.delivery)).toBe('accepted');
+    await until(() => consumer.status().deadLettered === 1, 'dead-lettered');
+    expect(consumer.status().pausedBy).toEqual([]);
+    expect(paused).toHaveLength(2);
+    expect(consumer.status()).toMatchObject({ givenBack: 2, deadLettered: 1 });
+    await consumer.stop();
+  });
+});
+
 describe('the runtime and stale deliveries', () => {
   it('never starts a delivery that went stale while it waited for a slot, and counts it', async () => {
     const { source, dispatch } = fakeSource();
