@@ -8,6 +8,8 @@
  * passed through as they are (kafkajs `ssl`/`sasl`, @platformatic/kafka `tls`/`sasl`).
  */
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { createServer, type AddressInfo } from 'node:net';
 import { inspect } from 'node:util';
 import { logLevel, type KafkaConfig, type logCreator } from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -212,26 +214,43 @@ describe('kafkaConsumer on a SASL_SSL listener (SCRAM-SHA-256 over TLS)', () => 
     expect(capture.leaks(PASSWORD)).toEqual([]);
   });
 
-  it('a TLS client never falls back to plaintext: against a PLAINTEXT broker it fails instead of consuming', async () => {
-    const plaintext = process.env.KAFKA_BROKERS?.split(',')[0] ?? '127.0.0.1:9092';
+  it('a TLS client never falls back to plaintext: to a server that does not speak TLS it sends only TLS handshakes, and start() fails', async () => {
+    // A plain TCP server (as a PLAINTEXT listener would be): it records each connection's first
+    // bytes and closes it. A TLS ClientHello starts with 0x16 0x03; a Kafka request, with its length.
+    const firstBytes: Buffer[] = [];
+    const plain = createServer((socket) => {
+      socket.once('data', (chunk: Buffer) => {
+        firstBytes.push(chunk.subarray(0, 3));
+        socket.destroy();
+      });
+      socket.on('error', () => {});
+    });
+    plain.listen({ host: '127.0.0.1', port: 0 });
+    await once(plain, 'listening');
+    const broker = `127.0.0.1:${(plain.address() as AddressInfo).port}`;
     const capture = new Capture();
-    let handled = 0;
     const c = kafkaConsumer({
-      kafka: secured(capture, [plaintext], ca.cert, undefined, { connectionTimeout: 1000, retry: { retries: 0 } }),
+      kafka: secured(capture, [broker], ca.cert, PASSWORD, { connectionTimeout: 1000, retry: { retries: 0 } }),
       groupId: unique('sluice-sec-g'),
       topics: [unique('sluice-sec-none')],
       pool: { maxConcurrency: 1, maxQueueSize: 1 },
       connectTimeoutMs: 3000,
-      handler: async () => void handled++,
+      handler: async () => {},
     });
     capture.consumer(c);
-    const error = await c.start().then(
-      () => undefined,
-      (e: Error) => e,
-    );
-    console.log(`TLS against plaintext: ${error?.message}`);
-    if (error === undefined) await c.stop({ timeoutMs: 1000 });
-    expect(error).toBeInstanceOf(Error);
-    expect(error!.message).toContain(plaintext);
+    try {
+      const error = await c.start().then(
+        () => undefined,
+        (e: Error) => e,
+      );
+      console.log(`TLS against a plain server: ${firstBytes.length} connection(s), first bytes ${firstBytes.map((b) => b.toString('hex')).join(' ')}; ${error?.message}`);
+      expect(error).toBeInstanceOf(Error);
+      expect(error!.message).toContain(broker);
+      expect(firstBytes.length).toBeGreaterThan(0);
+      for (const b of firstBytes) expect(b.toString('hex')).toMatch(/^1603/);
+      expect(capture.leaks(PASSWORD)).toEqual([]);
+    } finally {
+      plain.close();
+    }
   });
 });
