@@ -6,7 +6,8 @@
  */
 import { afterAll, beforeAll, describe, it } from 'vitest';
 import { nanos } from '../../adapters/nats/client.js';
-import { runChaos, type ChaosPlan } from './chaos/driver.js';
+import { backlogPlan } from './chaos/backlog-plan.js';
+import { runChaos } from './chaos/driver.js';
 import { expectChaosHeld } from './chaos/expectations.js';
 import { natsChaos, type NatsChaosOptions } from './chaos/nats.js';
 
@@ -22,22 +23,7 @@ const CONSUMER = {
 } satisfies NatsChaosOptions;
 const CREDIT = POOL.maxConcurrency + POOL.maxQueueSize;
 
-const PLAN: ChaosPlan = {
-  ids: 6000,
-  publishMs: 55_000,
-  roundMs: 100,
-  // Handlers of 40 ms, 2 at a time: 50 ids/s per worker, so the producer (up to 109/s) keeps a
-  // backlog and every worker holds its full credit: each kill hits messages in flight.
-  workMs: 40,
-  maxBacklog: 60,
-  workers: 3,
-  killEveryMs: [2500, 5000],
-  killsUntil: 0.85,
-  // With the backlog every worker is busy: the victim only has to be mid-stream.
-  busy: { records: 1, withinMs: 100 },
-  seed: Number(process.env.CHAOS_SEED ?? 1402),
-  settleLimitMs: 30_000,
-};
+const PLAN = backlogPlan(Number(process.env.CHAOS_SEED ?? 1402));
 
 let broker: Awaited<ReturnType<typeof natsChaos>>;
 beforeAll(async () => {

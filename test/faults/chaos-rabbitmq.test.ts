@@ -5,7 +5,8 @@
  * victim's prefetch in duplicates (handled, ack not yet sent) and nothing else.
  */
 import { afterAll, beforeAll, describe, it } from 'vitest';
-import { runChaos, type ChaosPlan } from './chaos/driver.js';
+import { backlogPlan } from './chaos/backlog-plan.js';
+import { runChaos } from './chaos/driver.js';
 import { expectChaosHeld } from './chaos/expectations.js';
 import { rabbitChaos, type RabbitChaosOptions } from './chaos/rabbitmq.js';
 
@@ -16,22 +17,7 @@ const CONSUMER = {
   stopTimeoutMs: 10_000,
 } satisfies RabbitChaosOptions;
 
-const PLAN: ChaosPlan = {
-  ids: 6000,
-  publishMs: 55_000,
-  roundMs: 100,
-  // Handlers of 40 ms, 2 at a time: 50 ids/s per worker, so the producer (up to 109/s) keeps a
-  // backlog and every worker holds its full credit: each kill hits messages in flight.
-  workMs: 40,
-  maxBacklog: 60,
-  workers: 3,
-  killEveryMs: [2500, 5000],
-  killsUntil: 0.85,
-  // With the backlog every worker is busy: the victim only has to be mid-stream.
-  busy: { records: 1, withinMs: 100 },
-  seed: Number(process.env.CHAOS_SEED ?? 1401),
-  settleLimitMs: 30_000,
-};
+const PLAN = backlogPlan(Number(process.env.CHAOS_SEED ?? 1401));
 
 let broker: Awaited<ReturnType<typeof rabbitChaos>>;
 beforeAll(async () => {

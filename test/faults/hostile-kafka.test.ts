@@ -8,7 +8,7 @@
 import { ConfigResourceTypes, type IHeaders, type Producer } from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bigCases, CASE_HEADER, DEAD_LETTER_HEADROOM, hostileBatch, type HostileCase, type HostileValue } from '../helpers/hostile.js';
-import { checkHostile, HOSTILE_SEED, runBatch, type DeadRecord, type HostileBroker } from '../helpers/hostile-run.js';
+import { checkHostile, HOSTILE_SEED, runBatch, startWithRefusedDeadLetter, type DeadRecord, type HostileBroker } from '../helpers/hostile-run.js';
 import { createTopic, kafkaFixture, type KafkaFixture } from '../helpers/kafka.js';
 import { unique } from '../helpers/names.js';
 import { seededRandom } from '../helpers/random.js';
@@ -153,17 +153,7 @@ describe('hostile input on Kafka', () => {
       const [big] = bigCases(unique('kafka-huge'), (await maxMessageBytes()) - 200, seededRandom(HOSTILE_SEED));
       const small = Array.from({ length: 20 }, (_, i) => bigCases(`kafka-small-${i}`, 100, seededRandom(i), 'handled')[0]!);
       await target.publish([big!, ...small]);
-      const handled = new Set<string>();
-      const errors: string[] = [];
-      const consumer = target.consumer({
-        retry: { maxAttempts: 1, backoff: { initialMs: 1, maxMs: 5 } },
-        handler: async (msg) => {
-          if (msg.id === big!.id) throw new Error('refused');
-        },
-      });
-      consumer.on('handled', ({ message }) => handled.add(message.id));
-      consumer.on('error', ({ error, during }) => errors.push(`${during}: ${String((error as Error).message)}`));
-      await consumer.start();
+      const { consumer, handled, errors } = await startWithRefusedDeadLetter(target, big!.id);
       try {
         await until(() => handled.size === small.length && errors.length > 0, 'the small ones handled and the big dead letter refused', 30_000);
         await until(() => consumer.health().status === 'degraded', 'health degraded', 30_000);

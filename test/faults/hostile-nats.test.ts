@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { natsConsumer, natsSubscriber } from '../../adapters/nats/index.js';
 import { bigCases, CASE_HEADER, DEAD_LETTER_HEADROOM, headerValue, hostileBatch, type HostileCase, type HostileValue } from '../helpers/hostile.js';
 import { headerBlock, lineBytes, RawNats, readStream, valueLines } from '../helpers/hostile-nats.js';
-import { checkHostile, HOSTILE_SEED, runBatch, type HostileBroker, type HostileTarget } from '../helpers/hostile-run.js';
+import { checkHostile, HOSTILE_SEED, runBatch, startWithRefusedDeadLetter, type HostileBroker, type HostileTarget } from '../helpers/hostile-run.js';
 import { natsFixture, type NatsFixture } from '../helpers/nats.js';
 import { unique } from '../helpers/names.js';
 import { seededRandom } from '../helpers/random.js';
@@ -158,17 +158,7 @@ describe('hostile input on NATS JetStream', () => {
       const [big] = bigCases('js-huge', raw.maxPayload - idBlock('js-huge-0').length, seededRandom(HOSTILE_SEED));
       const small = bigCases('js-small', 100, seededRandom(HOSTILE_SEED), 'handled');
       await target.publish([big!, ...small]);
-      const handled = new Set<string>();
-      const errors: string[] = [];
-      const consumer = target.consumer({
-        retry: { maxAttempts: 1, backoff: { initialMs: 1, maxMs: 5 } },
-        handler: async (msg) => {
-          if (msg.id === big!.id) throw new Error('refused');
-        },
-      });
-      consumer.on('handled', ({ message }) => handled.add(message.id));
-      consumer.on('error', ({ error, during }) => errors.push(`${during}: ${String((error as Error).message)}`));
-      await consumer.start();
+      const { consumer, handled, errors } = await startWithRefusedDeadLetter(target, big!.id);
       try {
         await until(() => handled.size === small.length && errors.some((e) => /MAX_PAYLOAD/i.test(e)), 'the small ones handled and the big dead letter refused', 30_000);
         // Degraded once the tries are spent and the message is set aside (nak with a delay).

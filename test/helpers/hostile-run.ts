@@ -192,3 +192,23 @@ export async function checkHostile(broker: HostileBroker, batch: fc.Arbitrary<Ho
     throw error;
   }
 }
+
+/**
+ * A consumer whose handler fails only `bigId` (retried once, so it goes to the dead-letter path at
+ * once), recording what it handled and every error event, started: for a dead letter the
+ * destination refuses as too large while the rest must flow.
+ */
+export async function startWithRefusedDeadLetter(target: HostileTarget, bigId: string): Promise<{ consumer: Consumer; handled: Set<string>; errors: string[] }> {
+  const handled = new Set<string>();
+  const errors: string[] = [];
+  const consumer = target.consumer({
+    retry: { maxAttempts: 1, backoff: { initialMs: 1, maxMs: 5 } },
+    handler: async (msg) => {
+      if (msg.id === bigId) throw new Error('refused');
+    },
+  });
+  consumer.on('handled', ({ message }) => handled.add(message.id));
+  consumer.on('error', ({ error, during }) => errors.push(`${during}: ${String((error as Error).message)}`));
+  await consumer.start();
+  return { consumer, handled, errors };
+}
