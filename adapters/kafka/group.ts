@@ -36,8 +36,8 @@ export class Group {
   #crashes = 0;
   /** Reports a member that stays in the group but whose fetches nobody answers (the partition leaders down or unreachable). */
   readonly fetchWatch: FetchWatch;
-  /** Batches with the adapter now: the client fetches no more from their broker until they return. */
-  #inBatch = 0;
+  /** The partitions of the batches with the adapter now: the client fetches no more from their broker until they return. */
+  readonly #inBatch = new Set<PartitionState | undefined>();
 
   constructor(
     private readonly o: ResolvedKafkaOptions,
@@ -45,7 +45,10 @@ export class Group {
     private readonly hooks: GroupHooks,
   ) {
     const afterMs = Math.max(FETCH_OVERDUE_MIN_MS, 4 * o.maxWaitTimeInMs);
-    const due = () => this.joined && !this.stopped && this.#inBatch === 0 && [...this.states.values()].some((s) => !s.pausedInClient && !s.revoked);
+    // A batch the adapter waits in (for the pool's room, for held messages: its partition paused)
+    // holds the client's loop: no answers are due then. One that is merely being handed over is not a wait.
+    const waitingInBatch = () => [...this.#inBatch].some((s) => s?.pausedInClient === true);
+    const due = () => this.joined && !this.stopped && !waitingInBatch() && [...this.states.values()].some((s) => !s.pausedInClient && !s.revoked);
     this.fetchWatch = new FetchWatch(due, afterMs, name, (event) => this.hooks.report(event));
   }
 
@@ -118,11 +121,12 @@ export class Group {
   }
 
   async #eachBatch(payload: DriverBatchPayload): Promise<void> {
-    this.#inBatch++;
+    const state = this.state(payload.batch.topic, payload.batch.partition);
+    this.#inBatch.add(state);
     try {
       await this.hooks.eachBatch(payload);
     } finally {
-      this.#inBatch--;
+      this.#inBatch.delete(state);
     }
   }
 
