@@ -5,7 +5,7 @@ import type { SourceEvent } from '../../src/adapter/index.js';
  * partition leader that died or cannot be reached (a broker killed, a network cut) does not crash
  * kafkajs: it retries its fetches and refreshes metadata on its own, silently, until the
  * partitions have a leader it reaches. A member that wants to fetch (some assigned partition not
- * paused, no batch with the adapter holding its loop) gets a fetch answer at least every
+ * paused, the adapter not waiting inside a batch for room) gets a fetch answer at least every
  * `maxWaitTimeInMs` (an empty fetch is answered after that long), so when none came for `afterMs`
  * (a few of those) the source reports `disconnected` (health down, a `connection` event); the
  * next answer reports `recovered`. Only a member that can fetch nothing is reported: while some
@@ -19,7 +19,7 @@ export class FetchWatch {
   #down = false;
 
   constructor(
-    /** Joined, not stopped, some assigned partition not paused, no batch with the adapter: answers are due. */
+    /** Joined, not stopped, some assigned partition not paused, the adapter not waiting inside a batch: answers are due. */
     private readonly due: () => boolean,
     private readonly afterMs: number,
     private readonly name: string,
