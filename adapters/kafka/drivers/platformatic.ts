@@ -374,6 +374,8 @@ class PlatformaticMember implements GroupMember {
       topics: [...request].map(([topicId, partitions]) => ({ topicId, partitions })),
       maxWaitTime: this.o.maxWaitTimeInMs,
     });
+    // The client retries a dead or unreachable leader on its own: an answer is what says it can fetch.
+    this.handlers.fetchAnswered?.();
     const asked = new Map(wanted.map((w) => [key(w.part.topic, w.part.partition), w]));
     for (const topicResponse of response.responses) {
       const topic = topicIds.get(topicResponse.topicId);
@@ -382,7 +384,7 @@ class PlatformaticMember implements GroupMember {
         const w = asked.get(key(topic, p.partitionIndex));
         if (!w) continue;
         const { part, gen, position } = w;
-        // Sought, revoked or paused since the request: its records are fetched again later.
+        // Revoked or paused since the request: its records are fetched again later.
         if (part.gen !== gen || part.revoked || part.paused || !this.#running) continue;
         if (p.errorCode === OFFSET_OUT_OF_RANGE) {
           part.position = undefined;
