@@ -44,6 +44,8 @@ export async function carryOut(
   if (firstFailure !== undefined) {
     error = firstFailure.error;
     hooks.failed(settlement.type, error, 1);
+    // Its channel or partition is gone (the usual reason a synchronous ack throws): no wait, the slot is freed now.
+    if (delivery.stale?.() === true) return { result: 'stale', error };
     first = 2;
     if (policy.tries > 1) await abortableDelay(policy.backoff.delayMs(1), hooks.signal).catch(() => {});
   }
@@ -56,6 +58,7 @@ export async function carryOut(
       error = e;
       hooks.failed(settlement.type, e, n);
     }
+    if (delivery.stale?.() === true) return { result: 'stale', error };
     if (n === policy.tries || hooks.signal?.aborted) break;
     try {
       await abortableDelay(policy.backoff.delayMs(n), hooks.signal);

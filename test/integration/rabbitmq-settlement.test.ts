@@ -208,12 +208,18 @@ describe('rabbitConsumer settles on a real RabbitMQ when the broker refuses a se
       await consumer.start();
       const cuts = 2;
       for (let cut = 1; cut <= cuts; cut++) {
-        await until(() => recovered === cut - 1 && pool.status().active === 4 && pool.status().pending === 60, `cut ${cut}: 4 running, 60 waiting`, 30_000);
+        await until(
+          () => recovered === cut - 1 && pool.status().active === 4 && pool.status().pending === 60,
+          () => `cut ${cut}: 4 running, 60 waiting (recovered ${recovered}, consumer ${JSON.stringify(consumer.status())})`,
+          30_000,
+        );
         const held = current;
         current = gate(); // handlers started from now on wait for the next phase
         gates.push(current);
         proxy.cutAll();
         await until(() => disconnected === cut, `cut ${cut} seen`, 10_000);
+        // The second cut lets the channel come back first: new deliveries then meet a pool still full of the dead channel's.
+        if (cut === 2) await until(() => recovered === cut, `cut ${cut}: recovered while the 4 still run`, 10_000);
         held.open(); // the 4 running end (their ack is moot); the 60 waiting must not start
         await until(() => consumer.status().skippedStale >= 60 * cut, `cut ${cut}: the waiting deliveries skipped`, 10_000);
       }

@@ -80,6 +80,23 @@ describe('carryOut: a failing broker action', () => {
     expect(calls).toEqual(['deadLetter']);
   });
 
+  it('does not wait out a backoff for a delivery that is already stale: its slot is freed at once', async () => {
+    // A backoff no test would wait for: the result must come without any of it.
+    const slow: SettlePolicy = { tries: 3, backoff: { maxAttempts: 3, delayMs: () => 3_600_000 }, deferMs: 5 };
+    const ackThrew = fakeDelivery({}, () => true);
+    const failures: string[] = [];
+    const first = carryOut(ackThrew.delivery, { type: 'ack' }, caps, slow, { failed: (d, _e, n) => void failures.push(`${d}#${n}`) }, { error: new Error('channel lost') });
+    const settled = await Promise.race([first.then((r) => r.result), tick(50).then(() => 'still waiting')]);
+    expect(settled).toBe('stale');
+    expect(ackThrew.calls).toEqual([]); // not tried again on a dead channel
+    expect(failures).toEqual(['ack#1']); // the failure is still reported
+    let stale = false;
+    const inLoop = fakeDelivery({ retry: Infinity }, () => stale);
+    const second = carryOut(inLoop.delivery, { type: 'retry', delayMs: 0, nextAttempt: 2 }, caps, slow, { failed: () => void (stale = true) });
+    expect(await Promise.race([second.then((r) => r.result), tick(50).then(() => 'still waiting')])).toBe('stale');
+    expect(inLoop.calls).toEqual(['retry(0,2)']);
+  });
+
   it('calls retry with delay 0 for a source without delayedRetry (the runtime waited)', async () => {
     const { delivery, calls } = fakeDelivery();
     await carryOut(delivery, { type: 'retry', delayMs: 50, nextAttempt: 3 }, { ...caps, delayedRetry: false }, policy, { failed: () => {} });
