@@ -12,7 +12,7 @@ import { abortEntry, Context, Entry, InFlight, type EntryRunner } from './entry.
 import { Batch, BatchCallContext, Batcher, type BatchRunner } from './batch.js';
 import type { BatchResult } from './handler.js';
 import type { Message } from './message.js';
-import type { FlowGate, GatedConsumer, GateOutcome } from './flow/gate.js';
+import type { FlowGate, GateDecision, GatedConsumer, GateOutcome } from './flow/gate.js';
 import { PauseReasons } from './pause.js';
 import { HOLD_PLACE, RELEASE_PLACES, RUN_JOB } from './pool/job.js';
 import { carryOut, PendingDeadLetters } from './settle.js';
@@ -247,8 +247,26 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
 
   #freeCapacity(): number {
     let free = this.#o.pool.freeCapacity;
-    for (const gate of this.#gates) if (gate.capacity) free = Math.min(free, gate.capacity(this.#gated));
+    for (const gate of this.#gates) {
+      if (!gate.capacity) continue;
+      try {
+        free = Math.min(free, gate.capacity(this.#gated));
+      } catch (error) {
+        this.#gateThrew(gate, 'capacity', error); // no limit from it: admit() still decides
+      }
+    }
     return free;
+  }
+
+  /**
+   * A gate is user code that must not throw; if it does, the exception must not reach the
+   * adapter (it runs inside the broker client's reader). Reported, and the gate's answer is the
+   * safe one: admit() refuses (the message is given back), excuses() says no, done() and
+   * capacity() count for nothing.
+   */
+  #gateThrew(gate: FlowGate, call: string, error: unknown, message?: Delivery['message']): void {
+    const reason = error instanceof Error ? error.message : String(error);
+    this.emit('error', { error: new Error(`consumer "${this.name}": flow gate "${gate.name}" threw in ${call}(): ${reason}`, { cause: error }), during: 'gate', message });
   }
 
   /** Refusals are the return value: the adapter gives a refused message back itself. */
@@ -363,9 +381,15 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
     const message = delivery.message;
     for (let i = 0; i < gates.length; i++) {
       const gate = gates[i]!;
-      const decision = gate.admit(message, this.#gated);
+      let decision: GateDecision;
+      try {
+        decision = gate.admit(message, this.#gated);
+      } catch (error) {
+        this.#gateThrew(gate, 'admit', error, message);
+        decision = { admit: false };
+      }
       if (decision.admit) continue;
-      for (let j = 0; j < i; j++) gates[j]!.done?.(message, SKIPPED, this.#gated);
+      for (let j = 0; j < i; j++) this.#gateDone(gates[j]!, message, SKIPPED);
       this.#counts.gated++;
       this.emit('gated', { message, gate: gate.name });
       this.#refused(delivery, 'gated');
@@ -392,7 +416,16 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
 
   #gatesDone(delivery: Delivery, outcome: GateOutcome): void {
     const gates = this.#gates;
-    for (let i = 0; i < gates.length; i++) gates[i]!.done?.(delivery.message, outcome, this.#gated);
+    for (let i = 0; i < gates.length; i++) this.#gateDone(gates[i]!, delivery.message, outcome);
+  }
+
+  #gateDone(gate: FlowGate, message: Delivery['message'], outcome: GateOutcome): void {
+    if (gate.done === undefined) return;
+    try {
+      gate.done(message, outcome, this.#gated);
+    } catch (error) {
+      this.#gateThrew(gate, 'done', error, message);
+    }
   }
 
   /** A refused message: the adapter hands it back; the runtime only counts and tells. */
@@ -726,7 +759,13 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
 
   /** A gate takes the blame for this failure (an open circuit breaker): the attempt does not count. */
   #excused(error: unknown, message: Delivery['message']): boolean {
-    for (const gate of this.#gates) if (gate.excuses?.(error, message, this.#gated) === true) return true;
+    for (const gate of this.#gates) {
+      try {
+        if (gate.excuses?.(error, message, this.#gated) === true) return true;
+      } catch (gateError) {
+        this.#gateThrew(gate, 'excuses', gateError, message);
+      }
+    }
     return false;
   }
 

@@ -290,10 +290,18 @@ export class JetStreamSource implements Source {
     if (msg.subject === this.#inbox) return this.#onPullStatus(msg);
     this.#delivered();
     const jsMsg = new PulledJsMsg(msg, this.#ackRequest);
-    this.#live.set(jsMsg, performance.now());
-    this.#keepAlive ??= setInterval(this.#keepWorking, Math.max(100, this.#ackWaitMs / 3));
-    if (this.#paused || this.#held.length > 0) this.#held.push(jsMsg);
-    else this.#offer(jsMsg);
+    try {
+      this.#live.set(jsMsg, performance.now());
+      this.#keepAlive ??= setInterval(this.#keepWorking, Math.max(100, this.#ackWaitMs / 3));
+      if (this.#paused || this.#held.length > 0) this.#held.push(jsMsg);
+      else this.#offer(jsMsg);
+    } catch (error) {
+      // This runs inside the client's socket reader, which an exception would end (no input found
+      // one yet). Not kept alive: the server delivers it again after ack_wait.
+      this.#live.delete(jsMsg);
+      this.#ctx.report({ type: 'error', error, detail: `${this.name}: message ${msg.subject} could not be taken; the server delivers it again after ack_wait` });
+      this.#schedulePull();
+    }
   }
 
   /** Hands a message to the runtime; false when it was refused and is held for later. */

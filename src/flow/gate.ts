@@ -38,7 +38,10 @@ export interface GateOutcome {
 export interface FlowGate {
   /** Names the gate in events, `status().pausedBy` and errors, e.g. `rate-limit`. */
   readonly name: string;
-  /** Synchronous and cheap: it runs for every message. Must not throw. */
+  /**
+   * Synchronous and cheap: it runs for every message. Must not throw; if it does, the consumer
+   * reports it (`error`, during `'gate'`) and treats it as a refusal.
+   */
   admit(message: Message, consumer: GatedConsumer): GateDecision;
   /** Called once for every admitted message when it is settled (or skipped). */
   done?(message: Message, outcome: GateOutcome, consumer: GatedConsumer): void;

@@ -196,3 +196,37 @@ describe('InFlightLimit while a settlement takes long', () => {
     expect(broker.depth('q')).toEqual({ ready: 0, unacked: 0, delayed: 0 });
   });
 });
+
+describe('a gate that throws (a bug in user code)', () => {
+  it('in excuses(): reported, and counts for nothing; the failure takes the default rule', async () => {
+    const broker = new MemoryBroker();
+    broker.publishJson('q', { i: 0 }, { id: 'flaky' });
+    const gate: FlowGate = {
+      name: 'buggy',
+      admit: () => ({ admit: true }),
+      excuses: () => {
+        throw new Error('excuses bug');
+      },
+    };
+    let runs = 0;
+    const consumer = memoryConsumer({
+      broker,
+      queue: 'q',
+      pool: { maxConcurrency: 2, maxQueueSize: 2 },
+      retry: { maxAttempts: 3, backoff: { initialMs: 1, maxMs: 1 } },
+      flow: { gates: [gate] },
+      handler: async () => {
+        if (++runs === 1) throw new Error('downstream hiccup');
+      },
+    });
+    const errors: string[] = [];
+    consumer.on('error', ({ error, during }) => void errors.push(`${during}: ${(error as Error).message}`));
+    await consumer.start();
+    await until(() => consumer.status().handled === 1, 'handled on its second attempt');
+    await consumer.stop();
+    expect(runs).toBe(2);
+    expect(consumer.status().retried).toBe(1); // not excused: the attempt counted
+    expect(errors).toEqual([`gate: consumer "${consumer.name}": flow gate "buggy" threw in excuses(): excuses bug`]);
+    expect(broker.depth('q')).toEqual({ ready: 0, unacked: 0, delayed: 0 });
+  });
+});
