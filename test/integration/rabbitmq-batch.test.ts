@@ -445,7 +445,9 @@ describe('rabbitConsumer with a batchHandler on a real RabbitMQ', () => {
 
       const stopped = await first.stop({ timeoutMs: 100 });
       expect(stopped.drained).toBe(false);
-      expect(stopped.givenBack).toBe(before.inFlight);
+      // All in flight is given back; so are deliveries still arriving from a resume (the overload
+      // pause lifting) just before the stop: the checks below show that nothing was lost or doubled.
+      expect(stopped.givenBack).toBeGreaterThanOrEqual(before.inFlight);
       expect(first.status().deadLettered).toBe(0);
 
       const handledFirst = new Set(firstOutcome.handled.keys());
