@@ -1,4 +1,5 @@
-import { deadLetterHeaders, headerText, Message, type DeadLetterInfo, type Delivery, type Headers } from '../../src/adapter/index.js';
+import { DEAD_LETTER_HEADERS, deadLetterHeaders, headerText, Message, type DeadLetterInfo, type Delivery, type Headers } from '../../src/adapter/index.js';
+import { tooLargeRefusal } from './dead-letters.js';
 import type { KafkaRecord } from './options.js';
 import type { PartitionState, Work } from './partition.js';
 import { MESSAGE_ID_HEADER } from './publisher.js';
@@ -14,10 +15,21 @@ export interface DeliveryHooks {
   /** Produce to the dead-letter topic and wait for all in-sync replicas; rejects when the cluster refuses. */
   publishDeadLetter(topic: string, message: { key: Buffer | null; value: Buffer | null; headers: Record<string, string> }): Promise<void>;
   deadLetterTopic(topic: string): string;
+  /** Tells the consumer's `error` listeners (during `detail`) without failing the settlement. */
+  report(error: Error, detail: string): void;
 }
 
 /** Headers naming where a dead letter came from, besides the `x-sluice-*` set every broker writes. */
 export const ORIGIN_HEADERS = { topic: 'x-sluice-original-topic', partition: 'x-sluice-original-partition', offset: 'x-sluice-original-offset' } as const;
+
+/**
+ * On a dead letter written without its value and the message's own headers (the dead-letter
+ * topic refused the whole record as too large): the size left out, and where the record still is.
+ */
+export const BODY_OMITTED_HEADER = 'x-sluice-body-omitted';
+
+/** What a dead letter without its body keeps: sluice's facts about the failure and where it came from. */
+const STUB_HEADERS = [...Object.values(DEAD_LETTER_HEADERS), ...Object.values(ORIGIN_HEADERS)];
 
 const EMPTY = new Uint8Array(0);
 
@@ -67,7 +79,13 @@ export class KafkaDelivery implements Delivery<KafkaRecord> {
     this.hooks.later(this.state, this.work, delayMs, nextAttempt);
   }
 
-  /** Produced and acknowledged by every in-sync replica, then done; a refusal throws and leaves the offset open. */
+  /**
+   * Produced and acknowledged by every in-sync replica, then done; a refusal throws and leaves the
+   * offset open. A record the dead-letter topic can never take (too large) would hold its
+   * partition's commit for good: it is dead-lettered without its value and its own headers
+   * instead, saying so ({@link BODY_OMITTED_HEADER}) and where the record still is (the source
+   * topic keeps it until its retention), and reported.
+   */
   async deadLetter(info: DeadLetterInfo): Promise<void> {
     const { work, hooks } = this;
     const { topic, partition, message: raw } = work;
@@ -75,7 +93,22 @@ export class KafkaDelivery implements Delivery<KafkaRecord> {
     headers[ORIGIN_HEADERS.topic] = topic;
     headers[ORIGIN_HEADERS.partition] = String(partition);
     headers[ORIGIN_HEADERS.offset] = raw.offset;
-    await hooks.publishDeadLetter(hooks.deadLetterTopic(topic), { key: raw.key ?? null, value: raw.value ?? null, headers });
+    const target = hooks.deadLetterTopic(topic);
+    try {
+      await hooks.publishDeadLetter(target, { key: raw.key ?? null, value: raw.value ?? null, headers });
+    } catch (error) {
+      const refusal = tooLargeRefusal(error);
+      if (refusal === undefined) throw error;
+      const where = `${topic}/${partition} at offset ${raw.offset}`;
+      const stub: Record<string, string> = {};
+      for (const name of STUB_HEADERS) if (headers[name] !== undefined) stub[name] = headers[name];
+      stub[BODY_OMITTED_HEADER] = `${raw.value?.length ?? 0} bytes of value and ${Object.keys(raw.headers ?? {}).length} header(s); the record is at ${where}`;
+      await hooks.publishDeadLetter(target, { key: raw.key ?? null, value: null, headers: stub });
+      hooks.report(
+        new Error(`dead letter of message ${this.message.id} written to ${target} without its value and headers (${refusal.message}); the record is at ${where} until the topic's retention`, { cause: error }),
+        'dead-letter',
+      );
+    }
     hooks.finished(this.state, work);
   }
 

@@ -83,6 +83,10 @@ export class Outcomes implements DeliveryHooks {
     return this.o.deadLetterTopic(topic);
   }
 
+  report(error: Error, detail: string): void {
+    this.context.report({ type: 'error', error, detail });
+  }
+
   // --- held messages ----------------------------------------------------------------------
 
   /** Queues a message for the pool, outside it (counted in `waiting`) until there is room. */
