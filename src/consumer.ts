@@ -148,6 +148,7 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
     if (this.#state !== 'new') throw new Error(`consumer "${this.name}": start() called in state ${this.#state}`);
     this.#setState('starting');
     const context: SourceContext = {
+      name: this.name,
       dispatch: (delivery) => this.#dispatch(delivery),
       freeCapacity: () => this.#freeCapacity(),
       whenAvailable: (signal) => this.#o.pool.whenAvailable(signal),

@@ -63,6 +63,8 @@ export type SourceEvent =
 
 /** What the runtime gives an adapter when it starts. */
 export interface SourceContext {
+  /** The consumer's name (its `name` option; by default the source's name): what errors call it. */
+  readonly name: string;
   /** Hands a message to the runtime, which settles it. Never throws. */
   dispatch(delivery: Delivery): DispatchResult;
   /**

@@ -35,8 +35,8 @@ export function resolveRecovery(owner: string, value: unknown): ResolvedRecovery
 
 /**
  * `start()`'s connect loop: `recovery.startAttempts` tries with `recovery.backoff` between them,
- * each failure reported, and at the end one error that names the source, where it tried to
- * connect (`where`, password removed) and how often.
+ * each failure reported, and at the end one error that names the consumer and its source, where
+ * it tried to connect (`where`, password removed) and how often.
  */
 export async function connectAtStart<T>(
   source: { readonly name: string },
@@ -46,14 +46,16 @@ export async function connectAtStart<T>(
   connect: (attempt: number) => Promise<T>,
 ): Promise<T> {
   const attempts = recovery.startAttempts;
+  // A consumer given its own name is called by it, and by its source's name, which says what it reads.
+  const who = context.name === undefined || context.name === source.name ? source.name : `consumer "${context.name}" (${source.name})`;
   try {
     return await withBackoff(connect, {
       policy: { maxAttempts: attempts, delayMs: (n) => recovery.backoff.delayMs(n) },
       signal: context.signal,
       onFailure: (error, attempt, delayMs) =>
-        context.report({ type: 'error', error, detail: `${source.name}: connect attempt ${attempt} of ${attempts} to ${where} failed; next in ${delayMs} ms` }),
+        context.report({ type: 'error', error, detail: `${who}: connect attempt ${attempt} of ${attempts} to ${where} failed; next in ${delayMs} ms` }),
     });
   } catch (error) {
-    throw new Error(`${source.name}: could not connect to ${where} after ${attempts} attempt(s): ${redactError(error)}`, { cause: error });
+    throw new Error(`${who}: could not connect to ${where} after ${attempts} attempt(s): ${redactError(error)}`, { cause: error });
   }
 }

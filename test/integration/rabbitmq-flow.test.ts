@@ -233,6 +233,25 @@ describe('rabbitConsumer on a real RabbitMQ', () => {
     expect(consumer.state).toBe('stopped');
   });
 
+  it('a consumer given its own name is called by it (and by its source) in the start error and the attempt reports', async () => {
+    const consumer = rabbitConsumer({
+      name: 'payments',
+      url: 'amqp://127.0.0.1:1',
+      queue: 'nowhere',
+      pool: { maxConcurrency: 1, maxQueueSize: 0 },
+      recovery: { startAttempts: 2, backoff: { initialMs: 10, maxMs: 10 } },
+      handler: async () => {},
+    });
+    const during: string[] = [];
+    consumer.on('error', (e) => void during.push(e.during));
+    const failure = await consumer.start().then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    );
+    expect(failure!.message).toMatch(/^consumer "payments" \(rabbitmq:nowhere\): could not connect to amqp:\/\/127\.0\.0\.1:1 after 2 attempt\(s\): /);
+    expect(during).toEqual([expect.stringMatching(/^consumer "payments" \(rabbitmq:nowhere\): connect attempt 1 of 2 to amqp:\/\/127\.0\.0\.1:1 failed; next in \d+ ms$/)]);
+  });
+
   it('a queue that does not exist fails start() naming the queue', async () => {
     const queue = rabbit.queue('sluice-missing');
     const consumer = rabbitConsumer({
