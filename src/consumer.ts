@@ -251,7 +251,10 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
     for (const gate of this.#gates) {
       if (!gate.capacity) continue;
       try {
-        free = Math.min(free, gate.capacity(this.#gated));
+        const capacity = gate.capacity(this.#gated);
+        // NaN would stop a pull-based source from ever asking again.
+        if (!(capacity >= 0)) throw new TypeError(`it returned ${String(capacity)}, not a number ≥ 0`);
+        free = Math.min(free, capacity);
       } catch (error) {
         this.#gateThrew(gate, 'capacity', error); // no limit from it: admit() still decides
       }
@@ -263,7 +266,7 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
    * A gate is user code that must not throw; if it does, the exception must not reach the
    * adapter (it runs inside the broker client's reader). Reported, and the gate's answer is the
    * safe one: admit() refuses (the message is given back), excuses() says no, done() and
-   * capacity() count for nothing.
+   * capacity() count for nothing. So does an answer of the wrong kind from admit() or capacity().
    */
   #gateThrew(gate: FlowGate, call: string, error: unknown, message?: Delivery['message']): void {
     const reason = error instanceof Error ? error.message : String(error);
@@ -385,6 +388,7 @@ export class Consumer<Raw = unknown> extends TypedEmitter<ConsumerEvents> implem
       let decision: GateDecision;
       try {
         decision = gate.admit(message, this.#gated);
+        if (typeof decision?.admit !== 'boolean') throw new TypeError(`it returned ${String(decision)}, not { admit: true | false }`);
       } catch (error) {
         this.#gateThrew(gate, 'admit', error, message);
         decision = { admit: false };

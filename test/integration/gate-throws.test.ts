@@ -27,9 +27,10 @@ afterAll(async () => {
 
 const THROWS = 5;
 
-/** admit() throws on its first THROWS calls, done() and capacity() on every call. */
+/** admit() throws on its first THROWS calls, done() on every call, capacity() throws or answers undefined. */
 function throwingGate(): FlowGate & { admitted: number } {
   let calls = 0;
+  let capacityCalls = 0;
   return {
     name: 'buggy',
     admitted: 0,
@@ -41,9 +42,11 @@ function throwingGate(): FlowGate & { admitted: number } {
     done() {
       throw new Error('done bug');
     },
-    // Asked by the pull-based sources (JetStream, Kafka) when they size a pull.
+    // Asked by the pull-based sources (JetStream, Kafka) when they size a pull: throws, or
+    // answers nothing (NaN in a pull size would stop the pulls).
     capacity() {
-      throw new Error('capacity bug');
+      if (++capacityCalls % 2 === 1) throw new Error('capacity bug');
+      return undefined as unknown as number;
     },
   };
 }
@@ -65,6 +68,7 @@ async function run(consumer: Consumer, ids: string[], calls: Map<string, number>
   expect(errors.filter((e) => /flow gate "buggy" threw in admit\(\): admit bug/.test(e))).toHaveLength(THROWS);
   expect(errors.filter((e) => /flow gate "buggy" threw in done\(\): done bug/.test(e)).length).toBeGreaterThanOrEqual(ids.length);
   expect(errors.some((e) => /threw in capacity\(\): capacity bug/.test(e))).toBe(asksCapacity);
+  expect(errors.some((e) => /threw in capacity\(\): it returned undefined, not a number ≥ 0/.test(e))).toBe(asksCapacity);
   expect(consumer.status().gated).toBe(THROWS);
 }
 

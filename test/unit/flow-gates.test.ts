@@ -198,6 +198,23 @@ describe('InFlightLimit while a settlement takes long', () => {
 });
 
 describe('a gate that throws (a bug in user code)', () => {
+  it('that answers admit() with something else than a decision: reported and taken as a refusal; nothing lost', async () => {
+    const broker = new MemoryBroker();
+    for (let i = 0; i < 3; i++) broker.publishJson('q', { i }, { id: `m-${i}` });
+    let calls = 0;
+    const gate: FlowGate = { name: 'sloppy', admit: () => (++calls <= 2 ? (undefined as never) : { admit: true }) };
+    const handled: string[] = [];
+    const consumer = memoryConsumer({ broker, queue: 'q', pool: { maxConcurrency: 2, maxQueueSize: 2 }, flow: { gates: [gate] }, handler: async (m) => void handled.push(m.id) });
+    const errors: string[] = [];
+    consumer.on('error', ({ error, during }) => void errors.push(`${during}: ${(error as Error).message}`));
+    await consumer.start();
+    await until(() => handled.length === 3, 'all handled');
+    await consumer.stop();
+    expect(handled.sort()).toEqual(['m-0', 'm-1', 'm-2']);
+    expect(errors).toEqual(Array(2).fill(`gate: consumer "${consumer.name}": flow gate "sloppy" threw in admit(): it returned undefined, not { admit: true | false }`));
+    expect(consumer.status().gated).toBe(2);
+  });
+
   it('in excuses(): reported, and counts for nothing; the failure takes the default rule', async () => {
     const broker = new MemoryBroker();
     broker.publishJson('q', { i: 0 }, { id: 'flaky' });
