@@ -103,7 +103,14 @@ async function throughFault(
     await sleep(2000);
     await stream.stop();
     log(`${stream.ids.length} produced (${stream.resends} batches sent again)`);
-    await until(() => run.missing(stream.ids).length === 0, `all ${stream.ids.length} ids handled`, 120_000);
+    await until(
+      () => run.missing(stream.ids).length === 0,
+      () => {
+        const missing = run.missing(stream.ids);
+        return `all ${stream.ids.length} ids handled (${missing.length} missing, e.g. ${missing.slice(0, 5).join(', ')}; consumer ${JSON.stringify(c.status())}; source ${JSON.stringify(c.source.status())}; health ${JSON.stringify(c.health())})`;
+      },
+      120_000,
+    );
     let offsets = { committed: [] as number[], end: [] as number[] };
     await until(
       () => offsets.end.length === PARTITIONS && offsets.committed.every((o, i) => o === offsets.end[i]),
