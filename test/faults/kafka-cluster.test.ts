@@ -158,8 +158,10 @@ describe('kafkaConsumer on a three-node cluster', () => {
       log(`node ${leader} restarted`);
     });
     expectRecovered(o);
-    // A leader lost without a controlled shutdown: its partitions wait for the controller to fence it.
-    expect(o.gap.ms).toBeGreaterThan(2 * CANNOT_CONSUME_AFTER_MS);
+    // A leader lost without a controlled shutdown: its partitions wait for the controller to fence
+    // it (seconds), and the consumer says meanwhile that it cannot consume. (How many seconds is the
+    // cluster's business and moves with the machine's load: not asserted.)
+    expect(o.healthInGap.some((h) => h.startsWith('down')), `health in the pause: ${JSON.stringify(o.healthInGap)}`).toBe(true);
   });
 
   it('the broker leading every consumed partition and coordinating the group is SIGKILLed mid-stream and restarted later', async () => {
@@ -172,7 +174,7 @@ describe('kafkaConsumer on a three-node cluster', () => {
       log(`node ${leader} restarted`);
     });
     expectRecovered(o);
-    expect(o.gap.ms).toBeGreaterThan(2 * CANNOT_CONSUME_AFTER_MS);
+    expect(o.healthInGap.some((h) => h.startsWith('down')), `health in the pause: ${JSON.stringify(o.healthInGap)}`).toBe(true);
   });
 
   it('a rolling restart of all three brokers (controlled shutdowns, each back in sync before the next)', async () => {
