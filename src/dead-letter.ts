@@ -26,6 +26,11 @@ export const DEAD_LETTER_HEADERS = {
   at: 'x-sluice-dead-lettered-at',
   /** JSON `[{ path, message }]` of a message that failed the consumer's schema (cut at 4 KiB). */
   issues: 'x-sluice-validation-issues',
+  /**
+   * On a dead letter written without its body (the destination refused the whole message as too
+   * large, and the broker keeps the original): what was left out, and where the original still is.
+   */
+  bodyOmitted: 'x-sluice-body-omitted',
 } as const;
 
 /** The header that carries the attempt count where the broker does not count deliveries itself. */

@@ -22,12 +22,6 @@ export interface DeliveryHooks {
 /** Headers naming where a dead letter came from, besides the `x-sluice-*` set every broker writes. */
 export const ORIGIN_HEADERS = { topic: 'x-sluice-original-topic', partition: 'x-sluice-original-partition', offset: 'x-sluice-original-offset' } as const;
 
-/**
- * On a dead letter written without its value and the message's own headers (the dead-letter
- * topic refused the whole record as too large): the size left out, and where the record still is.
- */
-export const BODY_OMITTED_HEADER = 'x-sluice-body-omitted';
-
 /** What a dead letter without its body keeps: sluice's facts about the failure and where it came from. */
 const STUB_HEADERS = [...Object.values(DEAD_LETTER_HEADERS), ...Object.values(ORIGIN_HEADERS)];
 
@@ -83,7 +77,7 @@ export class KafkaDelivery implements Delivery<KafkaRecord> {
    * Produced and acknowledged by every in-sync replica, then done; a refusal throws and leaves the
    * offset open. A record the dead-letter topic can never take (too large) would hold its
    * partition's commit for good: it is dead-lettered without its value and its own headers
-   * instead, saying so ({@link BODY_OMITTED_HEADER}) and where the record still is (the source
+   * instead, saying so (`DEAD_LETTER_HEADERS.bodyOmitted`) and where the record still is (the source
    * topic keeps it until its retention), and reported.
    */
   async deadLetter(info: DeadLetterInfo): Promise<void> {
@@ -102,7 +96,7 @@ export class KafkaDelivery implements Delivery<KafkaRecord> {
       const where = `${topic}/${partition} at offset ${raw.offset}`;
       const stub: Record<string, string> = {};
       for (const name of STUB_HEADERS) if (headers[name] !== undefined) stub[name] = headers[name];
-      stub[BODY_OMITTED_HEADER] = `${raw.value?.length ?? 0} bytes of value and ${Object.keys(raw.headers ?? {}).length} header(s); the record is at ${where}`;
+      stub[DEAD_LETTER_HEADERS.bodyOmitted] = `${raw.value?.length ?? 0} bytes of value and ${Object.keys(raw.headers ?? {}).length} header(s); the record is at ${where}`;
       await hooks.publishDeadLetter(target, { key: raw.key ?? null, value: null, headers: stub });
       hooks.report(
         new Error(`dead letter of message ${this.message.id} written to ${target} without its value and headers (${refusal.message}); the record is at ${where} until the topic's retention`, { cause: error }),

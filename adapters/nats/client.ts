@@ -171,7 +171,8 @@ export interface ConsumerInfo {
 
 /** A stream's config and state, as the server sends them (the main fields). */
 export interface StreamInfo {
-  config: { name: string; subjects?: string[] };
+  /** `retention`: `limits` keeps acked messages (until its limits), `workqueue` and `interest` remove them. */
+  config: { name: string; subjects?: string[]; retention?: 'limits' | 'interest' | 'workqueue' | string };
   state: { messages: number; bytes: number; first_seq: number; last_seq: number; consumer_count: number };
   created: string;
 }
@@ -181,7 +182,7 @@ export interface JetStreamManager {
   streams: {
     info(stream: string): Promise<StreamInfo>;
     find(subject: string): Promise<string>;
-    add(config: { name?: string; subjects?: string[]; max_msgs?: number; max_bytes?: number; discard?: string; duplicate_window?: number }): Promise<StreamInfo>;
+    add(config: { name?: string; subjects?: string[]; retention?: string; max_msgs?: number; max_bytes?: number; discard?: string; duplicate_window?: number }): Promise<StreamInfo>;
     delete(stream: string): Promise<boolean>;
     purge(stream: string): Promise<unknown>;
   };

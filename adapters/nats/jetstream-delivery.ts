@@ -1,6 +1,6 @@
 import type { JetStreamClient, NatsClient } from './client.js';
 import type { JsMsg } from './jsmsg.js';
-import { deadLetterHeaders, Message, type DeadLetterInfo, type Delivery } from '../../src/adapter/index.js';
+import { DEAD_LETTER_HEADERS, deadLetterHeaders, Message, type DeadLetterInfo, type Delivery } from '../../src/adapter/index.js';
 import { deadLetterNatsHeaders, receivedHeaders } from './message.js';
 
 export interface JetStreamScope {
@@ -22,7 +22,18 @@ export interface JetStreamScope {
   settled(msg: JsMsg): void;
   /** The delay a give-back needs now (0 but while the source is stopping with pull requests open). */
   giveBackDelayMs(): number;
+  /**
+   * The stream keeps a message after it is acked or termed (retention `limits`): a dead letter
+   * may then go without its body, which stays readable in the stream by its sequence.
+   */
+  keepsSettled: boolean;
+  /** Tells the consumer's `error` listeners without failing the settlement. */
+  report(error: Error): void;
 }
+
+/** What a dead letter without its body keeps: sluice's facts about the failure and where it came from. */
+const STUB_HEADERS = [...Object.values(DEAD_LETTER_HEADERS), 'x-sluice-stream-sequence', 'x-sluice-subject'];
+const EMPTY = new Uint8Array(0);
 
 /**
  * JetStream's translation of the settlements. One object per message, no closures. A broker
@@ -96,11 +107,41 @@ export class JetStreamDelivery implements Delivery<JsMsg> {
     // Waits for the stream's PubAck: only a stored dead letter lets the original be termed. A
     // refused publish (no stream captures the subject, the stream is full) throws and leaves the
     // message untouched: the runtime decides what comes next.
-    await this.scope.js.publish(this.scope.deadLetterSubject, this.msg.data, {
-      headers: deadLetterNatsHeaders(this.scope.client, headers),
-      msgID: `dlq:${this.msg.info.stream}:${this.msg.info.streamSequence}`,
-    });
+    const msgID = `dlq:${this.msg.info.stream}:${this.msg.info.streamSequence}`;
+    const { deadLetterSubject, client } = this.scope;
+    try {
+      await this.scope.js.publish(deadLetterSubject, this.msg.data, { headers: deadLetterNatsHeaders(client, headers), msgID });
+    } catch (error) {
+      // Too large for max_payload or the dead-letter stream, it never fits: rather than set aside
+      // for good, it goes without its body where the stream keeps the original (a work-queue or
+      // interest stream would delete it on term: there it stays set aside, and reported).
+      const refusal = tooLargeRefusal(error);
+      if (refusal === undefined || !this.scope.keepsSettled) throw error;
+      const where = `stream ${this.msg.info.stream} at sequence ${this.msg.info.streamSequence}`;
+      const stub: Record<string, string> = {};
+      for (const name of STUB_HEADERS) if (headers[name] !== undefined) stub[name] = headers[name];
+      stub[DEAD_LETTER_HEADERS.bodyOmitted] = `${this.msg.data.length} bytes of body and ${Object.keys(this.message.headers).length} header(s); the message is in ${where}`;
+      await this.scope.js.publish(deadLetterSubject, EMPTY, { headers: deadLetterNatsHeaders(client, stub), msgID });
+      this.scope.report(
+        new Error(`dead letter of message ${this.message.id} written to ${deadLetterSubject} without its body and headers (${refusal}); the message is in ${where} until the stream's limits remove it`, { cause: error }),
+      );
+    }
     this.msg.term();
     this.scope.settled(this.msg);
   }
+}
+
+/**
+ * The refusal of a message too large to publish (the server's max_payload, checked by the client:
+ * nats 2.x `MAX_PAYLOAD_EXCEEDED`, @nats-io 3.x an invalid argument) or to store (the stream's
+ * max_msg_size: JetStream error 10054), found through `cause`; else undefined.
+ */
+export function tooLargeRefusal(error: unknown, depth = 0): string | undefined {
+  if (error === null || typeof error !== 'object' || depth > 4) return undefined;
+  const e = error as Error & { code?: unknown; api_error?: { err_code?: unknown }; cause?: unknown };
+  const message = String(e.message);
+  if (e.code === 'MAX_PAYLOAD_EXCEEDED' || e.code === 10054 || e.api_error?.err_code === 10054 || /max_payload size exceeded|message size exceeds maximum/i.test(message)) {
+    return message;
+  }
+  return tooLargeRefusal(e.cause, depth + 1);
 }

@@ -140,6 +140,8 @@ export class JetStreamSource implements Source {
         this.#schedulePull();
       },
       giveBackDelayMs: () => this.#giveBackDelayMs(),
+      keepsSettled: false,
+      report: (error) => this.#ctx?.report({ type: 'error', error, detail: 'dead-letter' }),
     };
   }
 
@@ -241,7 +243,8 @@ export class JetStreamSource implements Source {
     const jsm = (this.#jsm ??= await this.#client.jetstreamManager(this.#nc!));
     const { stream, durable, consumerConfig } = this.o;
     try {
-      await jsm.streams.info(stream);
+      const { config } = await jsm.streams.info(stream);
+      this.#scope.keepsSettled = config.retention === 'limits';
     } catch (cause) {
       throw new Error(`stream "${stream}" not found (${redactError(cause)})`, { cause });
     }

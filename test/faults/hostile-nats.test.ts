@@ -7,6 +7,7 @@
  * status in the header line; bodies up to the server's max_payload less the headers.
  */
 import fc from 'fast-check';
+import { RetentionPolicy } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { natsConsumer, natsSubscriber } from '../../adapters/nats/index.js';
 import { bigCases, CASE_HEADER, DEAD_LETTER_HEADROOM, headerValue, hostileBatch, type HostileCase, type HostileValue } from '../helpers/hostile.js';
@@ -66,12 +67,25 @@ const pool = { maxConcurrency: 4, maxQueueSize: 16 };
 /** The header block of a message that carries only its id. */
 const idBlock = (id: string) => headerBlock([[lineBytes('Nats-Msg-Id', true), lineBytes(id, false)]]);
 
-const jetstream: HostileBroker = {
+/** A fresh stream (with `retention`, default limits) and its dead-letter stream. */
+async function jetstreamStream(retention?: 'workqueue') {
+  if (retention === undefined) return nats.stream('HOSTILE');
+  const stream = unique('HOSTILE_WQ').toUpperCase().replace(/[^A-Z0-9_]/g, '_');
+  const subject = stream.toLowerCase();
+  await nats.jsm.streams.add({ name: stream, subjects: [`${subject}.>`], retention: RetentionPolicy.Workqueue });
+  await nats.jsm.streams.add({ name: `${stream}_DLQ`, subjects: [`${subject}-dlq`] });
+  return { stream, subject, dlq: `${subject}-dlq` };
+}
+
+const jetstream: HostileBroker & { targetOn(retention?: 'workqueue'): Promise<HostileTarget> } = {
   name: 'NATS JetStream',
   maxAttempts: 3,
   start: () => 1, // the server's delivery count is the attempt; the header is only a header
-  async target(): Promise<HostileTarget> {
-    const { stream, subject, dlq } = await nats.stream('HOSTILE');
+  target(): Promise<HostileTarget> {
+    return this.targetOn();
+  },
+  async targetOn(retention): Promise<HostileTarget> {
+    const { stream, subject, dlq } = await jetstreamStream(retention);
     const durable = unique('hostile');
     return {
       stream,
@@ -152,7 +166,7 @@ describe('hostile input on NATS JetStream', () => {
     await runBatch(jetstream, bigCases('js-dead', size - DEAD_LETTER_HEADROOM, seededRandom(HOSTILE_SEED)), false);
   });
 
-  it('a dead letter larger than max_payload is kept in the durable and reported, not lost, and the rest flows', async () => {
+  it('a dead letter larger than max_payload, on a stream that keeps settled messages: written without its body, saying where the message is, reported; the durable moves on', async () => {
     const target = await jetstream.target();
     try {
       const [big] = bigCases('js-huge', raw.maxPayload - idBlock('js-huge-0').length, seededRandom(HOSTILE_SEED));
@@ -160,13 +174,45 @@ describe('hostile input on NATS JetStream', () => {
       await target.publish([big!, ...small]);
       const { consumer, handled, errors } = await startWithRefusedDeadLetter(target, big!.id);
       try {
-        await until(() => handled.size === small.length && errors.some((e) => /MAX_PAYLOAD/i.test(e)), 'the small ones handled and the big dead letter refused', 30_000);
+        await until(() => handled.size === small.length && consumer.status().deadLettered === 1, 'the small ones handled and the big one dead-lettered', 30_000);
+        await target.settled(); // nothing pending or unacked in the durable
+      } finally {
+        await consumer.stop({ timeoutMs: 5_000 });
+      }
+      expect(errors, errors.join('\n')).toHaveLength(1);
+      expect(errors[0]).toMatch(/^dead-letter: dead letter of message .* without its body and headers \(.*max_payload.*\); the message is in stream \S+ at sequence \d+ until the stream's limits remove it$/i);
+      expect(consumer.status().settlementFailures).toBe(0);
+      const [stub, ...more] = await readStream(nats.nc, `${target.stream}_DLQ`, 1);
+      expect(more).toEqual([]);
+      expect(stub!.data.length).toBe(0);
+      expect(stub!.headers['x-sluice-message-id']).toBe(big!.messageId ?? big!.id);
+      expect(stub!.headers['x-sluice-reason']).toBe('max-attempts');
+      const seq = Number(stub!.headers['x-sluice-stream-sequence']);
+      expect(stub!.headers['x-sluice-body-omitted']).toBe(`${big!.body.length} bytes of body and ${stub!.headers['x-sluice-body-omitted']!.split(' and ')[1]!.split(' ')[0]} header(s); the message is in stream ${target.stream} at sequence ${seq}`);
+      // The message itself is still in the stream, at that sequence.
+      const [original] = await readStream(nats.nc, target.stream!, seq).then((all) => all.filter((m) => m.data.length === big!.body.length));
+      expect(original?.data).toEqual(Buffer.from(big!.body));
+    } finally {
+      await target.remove();
+    }
+  });
+
+  it('a dead letter larger than max_payload, on a work-queue stream (a term would delete it): kept in the durable and reported, not lost, and the rest flows', async () => {
+    const target = await jetstream.targetOn('workqueue');
+    try {
+      const [big] = bigCases('js-huge-wq', raw.maxPayload - idBlock('js-huge-wq-0').length, seededRandom(HOSTILE_SEED));
+      const small = bigCases('js-small-wq', 100, seededRandom(HOSTILE_SEED), 'handled');
+      await target.publish([big!, ...small]);
+      const { consumer, handled, errors } = await startWithRefusedDeadLetter(target, big!.id);
+      try {
+        await until(() => handled.size === small.length && errors.some((e) => /max_payload/i.test(e)), 'the small ones handled and the big dead letter refused', 30_000);
         // Degraded once the tries are spent and the message is set aside (nak with a delay).
         await until(() => consumer.health().status === 'degraded', 'health degraded', 30_000);
       } finally {
         await consumer.stop({ timeoutMs: 5_000 });
       }
       expect(errors.every((e) => e.startsWith('dead-letter')), errors.join('\n')).toBe(true);
+      expect(consumer.status().deadLettered).toBe(0);
       const info = await nats.jsm.consumers.info(target.stream!, target.durable!);
       expect(info.num_pending + info.num_ack_pending, 'the big message is still in the durable').toBe(1);
     } finally {
