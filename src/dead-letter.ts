@@ -62,6 +62,18 @@ export function deadLetterHeaders(message: Message, info: DeadLetterInfo): Recor
   return headers;
 }
 
+/**
+ * The headers of a dead letter written without its body (the destination refused the whole message
+ * as too large, and the broker keeps the original): sluice's dead-letter facts from `headers`, the
+ * adapter's `origin` headers saying where the original is, and `bodyOmitted` set to `omitted`.
+ */
+export function bodylessDeadLetterHeaders(headers: Record<string, string>, origin: readonly string[], omitted: string): Record<string, string> {
+  const kept: Record<string, string> = {};
+  for (const name of [...Object.values(DEAD_LETTER_HEADERS), ...origin]) if (headers[name] !== undefined) kept[name] = headers[name];
+  kept[DEAD_LETTER_HEADERS.bodyOmitted] = omitted;
+  return kept;
+}
+
 /** As many whole issues as fit in 4 KiB of JSON (a header must stay small on every broker). */
 function issuesHeader(issues: ValidationIssue[]): string {
   let json = JSON.stringify(issues);

@@ -1,4 +1,4 @@
-import { DEAD_LETTER_HEADERS, deadLetterHeaders, headerText, Message, type DeadLetterInfo, type Delivery, type Headers } from '../../src/adapter/index.js';
+import { bodylessDeadLetterHeaders, deadLetterHeaders, headerText, Message, type DeadLetterInfo, type Delivery, type Headers } from '../../src/adapter/index.js';
 import { tooLargeRefusal } from './dead-letters.js';
 import type { KafkaRecord } from './options.js';
 import type { PartitionState, Work } from './partition.js';
@@ -21,9 +21,6 @@ export interface DeliveryHooks {
 
 /** Headers naming where a dead letter came from, besides the `x-sluice-*` set every broker writes. */
 export const ORIGIN_HEADERS = { topic: 'x-sluice-original-topic', partition: 'x-sluice-original-partition', offset: 'x-sluice-original-offset' } as const;
-
-/** What a dead letter without its body keeps: sluice's facts about the failure and where it came from. */
-const STUB_HEADERS = [...Object.values(DEAD_LETTER_HEADERS), ...Object.values(ORIGIN_HEADERS)];
 
 const EMPTY = new Uint8Array(0);
 
@@ -94,10 +91,8 @@ export class KafkaDelivery implements Delivery<KafkaRecord> {
       const refusal = tooLargeRefusal(error);
       if (refusal === undefined) throw error;
       const where = `${topic}/${partition} at offset ${raw.offset}`;
-      const stub: Record<string, string> = {};
-      for (const name of STUB_HEADERS) if (headers[name] !== undefined) stub[name] = headers[name];
-      stub[DEAD_LETTER_HEADERS.bodyOmitted] = `${raw.value?.length ?? 0} bytes of value and ${Object.keys(raw.headers ?? {}).length} header(s); the record is at ${where}`;
-      await hooks.publishDeadLetter(target, { key: raw.key ?? null, value: null, headers: stub });
+      const omitted = `${raw.value?.length ?? 0} bytes of value and ${Object.keys(raw.headers ?? {}).length} header(s); the record is at ${where}`;
+      await hooks.publishDeadLetter(target, { key: raw.key ?? null, value: null, headers: bodylessDeadLetterHeaders(headers, Object.values(ORIGIN_HEADERS), omitted) });
       hooks.report(
         new Error(`dead letter of message ${this.message.id} written to ${target} without its value and headers (${refusal.message}); the record is at ${where} until the topic's retention`, { cause: error }),
         'dead-letter',

@@ -1,6 +1,6 @@
 import type { JetStreamClient, NatsClient } from './client.js';
 import type { JsMsg } from './jsmsg.js';
-import { DEAD_LETTER_HEADERS, deadLetterHeaders, Message, type DeadLetterInfo, type Delivery } from '../../src/adapter/index.js';
+import { bodylessDeadLetterHeaders, deadLetterHeaders, Message, type DeadLetterInfo, type Delivery } from '../../src/adapter/index.js';
 import { deadLetterNatsHeaders, receivedHeaders } from './message.js';
 
 export interface JetStreamScope {
@@ -31,8 +31,8 @@ export interface JetStreamScope {
   report(error: Error): void;
 }
 
-/** What a dead letter without its body keeps: sluice's facts about the failure and where it came from. */
-const STUB_HEADERS = [...Object.values(DEAD_LETTER_HEADERS), 'x-sluice-stream-sequence', 'x-sluice-subject'];
+/** Where a dead letter's original is in its stream: kept also on a dead letter without its body. */
+const ORIGIN_HEADERS = ['x-sluice-stream-sequence', 'x-sluice-subject'];
 const EMPTY = new Uint8Array(0);
 
 /**
@@ -118,9 +118,8 @@ export class JetStreamDelivery implements Delivery<JsMsg> {
       const refusal = tooLargeRefusal(error);
       if (refusal === undefined || !this.scope.keepsSettled) throw error;
       const where = `stream ${this.msg.info.stream} at sequence ${this.msg.info.streamSequence}`;
-      const stub: Record<string, string> = {};
-      for (const name of STUB_HEADERS) if (headers[name] !== undefined) stub[name] = headers[name];
-      stub[DEAD_LETTER_HEADERS.bodyOmitted] = `${this.msg.data.length} bytes of body and ${Object.keys(this.message.headers).length} header(s); the message is in ${where}`;
+      const omitted = `${this.msg.data.length} bytes of body and ${Object.keys(this.message.headers).length} header(s); the message is in ${where}`;
+      const stub = bodylessDeadLetterHeaders(headers, ORIGIN_HEADERS, omitted);
       await this.scope.js.publish(deadLetterSubject, EMPTY, { headers: deadLetterNatsHeaders(client, stub), msgID });
       this.scope.report(
         new Error(`dead letter of message ${this.message.id} written to ${deadLetterSubject} without its body and headers (${refusal}); the message is in ${where} until the stream's limits remove it`, { cause: error }),

@@ -9,7 +9,7 @@ export type { Settlement, GiveBackReason } from '../settlement.js';
 export { Consumer } from '../consumer.js';
 export type { ConsumerOptions } from '../consumer-options.js';
 export { Message, headerText, type MessageInit, type Headers, type HeaderValue } from '../message.js';
-export { ATTEMPT_HEADER, DEAD_LETTER_HEADERS, deadLetterHeaders, type DeadLetterInfo } from '../dead-letter.js';
+export { ATTEMPT_HEADER, bodylessDeadLetterHeaders, DEAD_LETTER_HEADERS, deadLetterHeaders, type DeadLetterInfo } from '../dead-letter.js';
 export { DonePrefix } from './done-prefix.js';
 export { LinkedQueue, type QueueNode } from '../pool/linked-queue.js';
 export { consumerCredit, poolCapacity } from './credit.js';
