@@ -1,3 +1,4 @@
+import { findError } from '../../src/adapter/find-error.js';
 import type { DriverProducer, KafkaDriver, OutgoingMessage } from './driver.js';
 import { within } from './group.js';
 import { unconnectedPublisher, type KafkaPublisher } from './publisher.js';
@@ -102,17 +103,8 @@ const TOO_LARGE = new Set(['MESSAGE_TOO_LARGE', 'RECORD_LIST_TOO_LARGE']);
 
 /**
  * The cluster's refusal of a produce because the record is too large, on either driver (kafkajs:
- * `type`; @platformatic/kafka: `apiId`), found through wrappers (`cause`, `errors`); else undefined.
+ * `type`; @platformatic/kafka: `apiId`), found through wrappers; else undefined.
  */
-export function tooLargeRefusal(error: unknown, depth = 0): Error | undefined {
-  if (error === null || typeof error !== 'object' || depth > 4) return undefined;
-  const e = error as Error & { type?: unknown; apiId?: unknown; errors?: unknown; originalError?: unknown };
-  if (TOO_LARGE.has(String(e.type)) || TOO_LARGE.has(String(e.apiId))) return e;
-  if (Array.isArray(e.errors)) {
-    for (const inner of e.errors) {
-      const found = tooLargeRefusal(inner, depth + 1);
-      if (found) return found;
-    }
-  }
-  return tooLargeRefusal(e.cause, depth + 1) ?? tooLargeRefusal(e.originalError, depth + 1);
+export function tooLargeRefusal(error: unknown): Error | undefined {
+  return findError(error, (e) => TOO_LARGE.has(String(e.type)) || TOO_LARGE.has(String(e.apiId)));
 }

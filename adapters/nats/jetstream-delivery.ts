@@ -1,6 +1,6 @@
 import type { JetStreamClient, NatsClient } from './client.js';
 import type { JsMsg } from './jsmsg.js';
-import { bodylessDeadLetterHeaders, deadLetterHeaders, Message, type DeadLetterInfo, type Delivery } from '../../src/adapter/index.js';
+import { bodylessDeadLetterHeaders, deadLetterHeaders, findError, Message, type DeadLetterInfo, type Delivery } from '../../src/adapter/index.js';
 import { deadLetterNatsHeaders, receivedHeaders } from './message.js';
 
 export interface JetStreamScope {
@@ -133,14 +133,15 @@ export class JetStreamDelivery implements Delivery<JsMsg> {
 /**
  * The refusal of a message too large to publish (the server's max_payload, checked by the client:
  * nats 2.x `MAX_PAYLOAD_EXCEEDED`, @nats-io 3.x an invalid argument) or to store (the stream's
- * max_msg_size: JetStream error 10054), found through `cause`; else undefined.
+ * max_msg_size: JetStream error 10054), found through wrappers: its message; else undefined.
  */
-export function tooLargeRefusal(error: unknown, depth = 0): string | undefined {
-  if (error === null || typeof error !== 'object' || depth > 4) return undefined;
-  const e = error as Error & { code?: unknown; api_error?: { err_code?: unknown }; cause?: unknown };
-  const message = String(e.message);
-  if (e.code === 'MAX_PAYLOAD_EXCEEDED' || e.code === 10054 || e.api_error?.err_code === 10054 || /max_payload size exceeded|message size exceeds maximum/i.test(message)) {
-    return message;
-  }
-  return tooLargeRefusal(e.cause, depth + 1);
+export function tooLargeRefusal(error: unknown): string | undefined {
+  return findError(
+    error,
+    (e) =>
+      e.code === 'MAX_PAYLOAD_EXCEEDED' ||
+      e.code === 10054 ||
+      (e.api_error as { err_code?: unknown } | undefined)?.err_code === 10054 ||
+      /max_payload size exceeded|message size exceeds maximum/i.test(String(e.message)),
+  )?.message;
 }

@@ -11,6 +11,7 @@ export type { ConsumerOptions } from '../consumer-options.js';
 export { Message, headerText, type MessageInit, type Headers, type HeaderValue } from '../message.js';
 export { ATTEMPT_HEADER, bodylessDeadLetterHeaders, DEAD_LETTER_HEADERS, deadLetterHeaders, type DeadLetterInfo } from '../dead-letter.js';
 export { DonePrefix } from './done-prefix.js';
+export { findError, type FoundError } from './find-error.js';
 export { LinkedQueue, type QueueNode } from '../pool/linked-queue.js';
 export { consumerCredit, poolCapacity } from './credit.js';
 export { connectAtStart, resolveRecovery, RECOVERY_DEFAULTS, type RecoveryOptions, type ResolvedRecovery } from './recovery.js';

@@ -11,25 +11,17 @@
  * moved is its new owner's: it reads from the last commit and commits its own progress.
  */
 import type { CommitOffset } from '../driver.js';
+import { findError } from '../../../src/adapter/find-error.js';
 
 type PConsumer = import('@platformatic/kafka').Consumer;
 
 /** Errors that only mean "the group moved on" (a commit the next owner does not need). */
 const REBALANCE_ERRORS = new Set(['REBALANCE_IN_PROGRESS', 'ILLEGAL_GENERATION', 'UNKNOWN_MEMBER_ID', 'NOT_COORDINATOR', 'FENCED_MEMBER_EPOCH', 'STALE_MEMBER_EPOCH', 'UNRELEASED_INSTANCE_ID']);
 
-/** Some error in `error`'s tree (MultipleErrors keep theirs in `errors`, wrapped ones in `cause`) that matches. */
-function findError(error: unknown, match: (e: Record<string, unknown>) => boolean, depth = 0): boolean {
-  if (typeof error !== 'object' || error === null || depth > 5) return false;
-  const e = error as Record<string, unknown>;
-  if (match(e)) return true;
-  if (Array.isArray(e.errors) && e.errors.some((inner) => findError(inner, match, depth + 1))) return true;
-  return findError(e.cause, match, depth + 1);
-}
-
-export const isRebalance = (error: unknown) => findError(error, (e) => e.needsRejoin === true || (typeof e.apiId === 'string' && REBALANCE_ERRORS.has(e.apiId)));
+export const isRebalance = (error: unknown) => findError(error, (e) => e.needsRejoin === true || (typeof e.apiId === 'string' && REBALANCE_ERRORS.has(e.apiId))) !== undefined;
 
 /** A group error after which the client rejoins by itself (its heartbeat meets the same one). */
-const needsRejoin = (error: unknown) => findError(error, (e) => e.needsRejoin === true);
+const needsRejoin = (error: unknown) => findError(error, (e) => e.needsRejoin === true) !== undefined;
 
 /** What the client's commit rejects with in place of its own rejoin: a rebalance error (`needsRejoin`). */
 class CommitRefusedByRebalance extends Error {
