@@ -151,6 +151,14 @@ async function deadLettersIn(stream: string, n: number) {
   }));
 }
 
+/** A message too large to dead-letter (max_payload less its id) and 20 small ones, published; a consumer that fails the big one, started. */
+async function startWithTooLarge(target: HostileTarget, prefix: string) {
+  const [big] = bigCases(`${prefix}-huge`, raw.maxPayload - idBlock(`${prefix}-huge-0`).length, seededRandom(HOSTILE_SEED));
+  const small = bigCases(`${prefix}-small`, 100, seededRandom(HOSTILE_SEED), 'handled');
+  await target.publish([big!, ...small]);
+  return { big: big!, small, ...(await startWithRefusedDeadLetter(target, big!.id)) };
+}
+
 describe('hostile input on NATS JetStream', () => {
   it('handlers that decode, and handlers that do not', async () => {
     await checkHostile(jetstream, hostileBatch('js', 50, 150, fc.oneof(jetStreamDirectives, oddName)), { withSchema: false, runs: 6 });
@@ -169,10 +177,7 @@ describe('hostile input on NATS JetStream', () => {
   it('a dead letter larger than max_payload, on a stream that keeps settled messages: written without its body, saying where the message is, reported; the durable moves on', async () => {
     const target = await jetstream.target();
     try {
-      const [big] = bigCases('js-huge', raw.maxPayload - idBlock('js-huge-0').length, seededRandom(HOSTILE_SEED));
-      const small = bigCases('js-small', 100, seededRandom(HOSTILE_SEED), 'handled');
-      await target.publish([big!, ...small]);
-      const { consumer, handled, errors } = await startWithRefusedDeadLetter(target, big!.id);
+      const { big, small, consumer, handled, errors } = await startWithTooLarge(target, 'js');
       try {
         await until(() => handled.size === small.length && consumer.status().deadLettered === 1, 'the small ones handled and the big one dead-lettered', 30_000);
         await target.settled(); // nothing pending or unacked in the durable
@@ -185,13 +190,13 @@ describe('hostile input on NATS JetStream', () => {
       const [stub, ...more] = await readStream(nats.nc, `${target.stream}_DLQ`, 1);
       expect(more).toEqual([]);
       expect(stub!.data.length).toBe(0);
-      expect(stub!.headers['x-sluice-message-id']).toBe(big!.messageId ?? big!.id);
+      expect(stub!.headers['x-sluice-message-id']).toBe(big.messageId ?? big.id);
       expect(stub!.headers['x-sluice-reason']).toBe('max-attempts');
       const seq = Number(stub!.headers['x-sluice-stream-sequence']);
-      expect(stub!.headers['x-sluice-body-omitted']).toBe(`${big!.body.length} bytes of body and ${stub!.headers['x-sluice-body-omitted']!.split(' and ')[1]!.split(' ')[0]} header(s); the message is in stream ${target.stream} at sequence ${seq}`);
+      expect(stub!.headers['x-sluice-body-omitted']).toMatch(new RegExp(`^${big.body.length} bytes of body and \\d+ header\\(s\\); the message is in stream ${target.stream} at sequence ${seq}$`));
       // The message itself is still in the stream, at that sequence.
-      const [original] = await readStream(nats.nc, target.stream!, seq).then((all) => all.filter((m) => m.data.length === big!.body.length));
-      expect(original?.data).toEqual(Buffer.from(big!.body));
+      const [original] = await readStream(nats.nc, target.stream!, seq).then((all) => all.filter((m) => m.data.length === big.body.length));
+      expect(original?.data).toEqual(Buffer.from(big.body));
     } finally {
       await target.remove();
     }
@@ -200,10 +205,7 @@ describe('hostile input on NATS JetStream', () => {
   it('a dead letter larger than max_payload, on a work-queue stream (a term would delete it): kept in the durable and reported, not lost, and the rest flows', async () => {
     const target = await jetstream.targetOn('workqueue');
     try {
-      const [big] = bigCases('js-huge-wq', raw.maxPayload - idBlock('js-huge-wq-0').length, seededRandom(HOSTILE_SEED));
-      const small = bigCases('js-small-wq', 100, seededRandom(HOSTILE_SEED), 'handled');
-      await target.publish([big!, ...small]);
-      const { consumer, handled, errors } = await startWithRefusedDeadLetter(target, big!.id);
+      const { small, consumer, handled, errors } = await startWithTooLarge(target, 'js-wq');
       try {
         await until(() => handled.size === small.length && errors.some((e) => /max_payload/i.test(e)), 'the small ones handled and the big dead letter refused', 30_000);
         // Degraded once the tries are spent and the message is set aside (nak with a delay).
